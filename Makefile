@@ -1,0 +1,69 @@
+# ngx_http_credit_module
+#
+#   make            build the dynamic module against Debian's nginx
+#   make demo       build, start memcached + mock upstream + nginx, show it
+#   make stop       stop what make demo started
+#   make test       build and run the whole suite (t/*.t)
+#   make check-mem  the suite against an AddressSanitizer nginx + module
+#   make static     build the module statically into nginx's source tree
+#   make bench      plain proxy vs metered proxy, with wrk
+
+SHELL          := /bin/bash
+TOP            := $(CURDIR)
+BUILD          := $(TOP)/build
+NGINX_SRC      ?= /usr/share/nginx/src
+MODULE         := $(BUILD)/nginx-dyn/objs/ngx_http_credit_module.so
+SOURCES        := config $(wildcard ngx_http_credit_module/*.[ch])
+NGINX_BIN      ?= /usr/sbin/nginx
+MEMCACHED_PORT ?= 11311
+TEST_FILES     ?= t/*.t
+
+export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
+
+.PHONY: all build setup demo stop test check-mem static bench fuzz clean
+
+all: build
+
+setup:
+	@./scripts/setup
+
+build: setup $(MODULE)
+
+$(MODULE): $(SOURCES)
+	@mkdir -p $(BUILD)
+	@if [ ! -f $(BUILD)/nginx-dyn/objs/Makefile ]; then \
+	    rm -rf $(BUILD)/nginx-dyn && cp -r $(NGINX_SRC) $(BUILD)/nginx-dyn && \
+	    cd $(BUILD)/nginx-dyn && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --add-dynamic-module=$(TOP) > $(BUILD)/configure-dyn.log 2>&1 \
+	    || { tail -20 $(BUILD)/configure-dyn.log; exit 1; }; fi
+	$(MAKE) -s -C $(BUILD)/nginx-dyn -f objs/Makefile modules \
+	    CFLAGS="$$(sed -n 's/^CFLAGS = //p' \
+	        $(BUILD)/nginx-dyn/objs/Makefile) -Werror"
+	@echo "built $(MODULE)"
+
+demo: build
+	@./scripts/demo start
+
+stop:
+	@./scripts/demo stop
+
+test: build
+	@TEST_NGINX_BINARY=$(NGINX_BIN) TEST_NGINX_LOAD_MODULES=$(MODULE) \
+	    ./scripts/run-tests $(TEST_FILES)
+
+check-mem: setup
+	@./scripts/build-asan
+	@TEST_NGINX_BINARY=$(BUILD)/nginx-asan/objs/nginx TEST_NGINX_LOAD_MODULES= \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:log_path=$(BUILD)/asan \
+	    TEST_NGINX_CHECK_ASAN=$(BUILD)/asan \
+	    ./scripts/run-tests $(TEST_FILES)
+
+static: setup
+	@./scripts/build-static
+
+bench: build
+	@./scripts/bench
+
+clean:
+	rm -rf $(BUILD) t/servroot

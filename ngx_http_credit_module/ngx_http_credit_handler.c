@@ -1,0 +1,499 @@
+
+/*
+ * ngx_http_credit_module: the request state machine, in the precontent
+ * phase.  Route, account, price; then the charge runs in the thread pool
+ * while the request is suspended; on resume the request either goes on to
+ * the content handler (proxy_pass) or gets a JSON error.
+ */
+
+
+#include "ngx_http_credit_module.h"
+
+
+#define NGX_HTTP_CREDIT_CAPTURES  (3 * 32)
+
+
+static void ngx_http_credit_cleanup(void *data);
+static ngx_int_t ngx_http_credit_start(ngx_http_request_t *r,
+    ngx_http_credit_loc_conf_t *clcf, ngx_http_credit_rec_t *rec);
+static ngx_int_t ngx_http_credit_send_error(ngx_http_request_t *r,
+    ngx_http_credit_rec_t *rec);
+static void ngx_http_credit_wait_handler(ngx_http_request_t *r);
+
+
+ngx_int_t
+ngx_http_credit_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_http_credit_rec_t       *rec;
+    ngx_http_credit_loc_conf_t  *clcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_credit_module);
+
+    rec = ngx_http_credit_get_rec(r, 0);
+
+    if (rec) {
+
+        /* resumed, or re-entered after an internal redirect */
+
+        switch (rec->state) {
+
+        case NGX_HTTP_CREDIT_STATE_WAIT:
+            return NGX_AGAIN;
+
+        case NGX_HTTP_CREDIT_STATE_DONE:
+            if (rec->http_status) {
+                rc = ngx_http_credit_send_error(r, rec);
+                rec->http_status = 0;
+                ngx_http_finalize_request(r, rc);
+                return NGX_DONE;
+            }
+
+            return NGX_DECLINED;
+
+        default:
+            break;
+        }
+    }
+
+    if (!clcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    if (rec == NULL) {
+        rec = ngx_http_credit_get_rec(r, 1);
+        if (rec == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    rc = ngx_http_credit_start(r, clcf, rec);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
+    rec->state = NGX_HTTP_CREDIT_STATE_DONE;
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rec->http_status) {
+        rc = ngx_http_credit_send_error(r, rec);
+        rec->http_status = 0;
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* NGX_OK: decided (rec->http_status may hold an error); NGX_AGAIN: wait */
+
+static ngx_int_t
+ngx_http_credit_start(ngx_http_request_t *r, ngx_http_credit_loc_conf_t *clcf,
+    ngx_http_credit_rec_t *rec)
+{
+    int                     *captures;
+    ngx_int_t                rc;
+    ngx_http_credit_route_t  *rt;
+
+    rec->conf = clcf;
+
+    captures = ngx_palloc(r->pool, NGX_HTTP_CREDIT_CAPTURES * sizeof(int));
+    if (captures == NULL) {
+        return NGX_ERROR;
+    }
+
+    rt = ngx_http_credit_find_route(r, clcf->matrix, captures,
+                                    NGX_HTTP_CREDIT_CAPTURES);
+
+    if (rt == NULL) {
+        if (clcf->matrix->unmatched_free) {
+            rec->status = NGX_HTTP_CREDIT_ST_FREE;
+            return NGX_OK;
+        }
+
+        rec->status = NGX_HTTP_CREDIT_ST_UNPRICED;
+        rec->http_status = NGX_HTTP_FORBIDDEN;
+        return NGX_OK;
+    }
+
+    rec->route = rt->name;
+
+    if (ngx_http_complex_value(r, clcf->account, &rec->account) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (rec->account.len == 0) {
+        rec->status = NGX_HTTP_CREDIT_ST_MISSING_ACCOUNT;
+        rec->http_status = NGX_HTTP_UNAUTHORIZED;
+        return NGX_OK;
+    }
+
+    rc = ngx_http_credit_price(r, rt, captures, rec);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        rec->status = NGX_HTTP_CREDIT_ST_INVALID;
+        rec->http_status = NGX_HTTP_BAD_REQUEST;
+        return NGX_OK;
+    }
+
+    if (ngx_http_credit_make_key(r->pool, &clcf->key_prefix, &rec->account,
+                                 &rec->key)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rec->request = r;
+
+    rc = ngx_http_credit_charge(r, rec);
+
+    if (rc == NGX_AGAIN) {
+        rec->state = NGX_HTTP_CREDIT_STATE_WAIT;
+
+        r->main->blocked++;
+        r->read_event_handler = ngx_http_test_reading;
+        r->write_event_handler = ngx_http_credit_wait_handler;
+
+        return NGX_AGAIN;
+    }
+
+    /* the thread pool refused the task: its queue is full */
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "credit: cannot queue the charge of \"%V\" "
+                  "(thread pool queue full?)", &rec->account);
+
+    ngx_http_credit_charged(rec, NGX_HTTP_CREDIT_RC_FAIL);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_credit_wait_handler(ngx_http_request_t *r)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "credit: waiting for memcached");
+}
+
+
+/*
+ * The store's verdict on a charge.  Called on the event loop, either from
+ * the completion event (the request waits: resume it) or directly when
+ * the charge could not even be queued.
+ */
+
+void
+ngx_http_credit_charged(ngx_http_credit_rec_t *rec, ngx_uint_t rc)
+{
+    ngx_uint_t                   waiting;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_http_credit_loc_conf_t  *clcf;
+
+    r = rec->request;
+    c = r->connection;
+    clcf = rec->conf;
+
+    waiting = (rec->state == NGX_HTTP_CREDIT_STATE_WAIT);
+    rec->state = NGX_HTTP_CREDIT_STATE_DONE;
+
+    switch (rc) {
+
+    case NGX_HTTP_CREDIT_RC_OK:
+        if (rec->cost) {
+            rec->charged = 1;
+            rec->status = NGX_HTTP_CREDIT_ST_CHARGED;
+
+        } else {
+            rec->status = NGX_HTTP_CREDIT_ST_FREE;
+        }
+
+        break;
+
+    case NGX_HTTP_CREDIT_RC_SHORT:
+        rec->status = NGX_HTTP_CREDIT_ST_INSUFFICIENT;
+        rec->http_status = NGX_HTTP_CREDIT_402;
+        break;
+
+    default: /* NGX_HTTP_CREDIT_RC_FAIL */
+        rec->store_failed = 1;
+
+        if (clcf->fail_open) {
+            rec->status = NGX_HTTP_CREDIT_ST_UNMETERED;
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "credit: memcached unavailable, request of "
+                          "\"%V\" passed uncharged (credit_fail open)",
+                          &rec->account);
+
+        } else {
+            rec->status = NGX_HTTP_CREDIT_ST_ERROR;
+            rec->http_status = NGX_HTTP_SERVICE_UNAVAILABLE;
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "credit: memcached unavailable, request of "
+                          "\"%V\" refused (credit_fail closed)",
+                          &rec->account);
+        }
+
+        break;
+    }
+
+    if (!waiting) {
+        return;
+    }
+
+    r->main->blocked--;
+
+    ngx_http_set_log_request(c->log, r);
+
+    if (c->error) {
+
+        /* the client went away while we waited: it got nothing */
+
+        if (rec->charged) {
+            ngx_http_credit_refund(rec, "client closed the connection");
+        }
+
+        r->write_event_handler(r);
+
+    } else {
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+ngx_http_credit_rec_t *
+ngx_http_credit_get_rec(ngx_http_request_t *r, ngx_uint_t create)
+{
+    ngx_pool_cleanup_t     *cln;
+    ngx_http_credit_rec_t  *rec;
+
+    rec = ngx_http_get_module_ctx(r->main, ngx_http_credit_module);
+
+    if (rec) {
+        return rec;
+    }
+
+    /* the ctx is wiped by internal redirects; the cleanup is not */
+
+    for (cln = r->main->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_credit_cleanup) {
+            rec = cln->data;
+            ngx_http_set_ctx(r->main, rec, ngx_http_credit_module);
+            return rec;
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->main->pool, sizeof(ngx_http_credit_rec_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    rec = cln->data;
+    ngx_memzero(rec, sizeof(ngx_http_credit_rec_t));
+
+    rec->request = r->main;
+
+    cln->handler = ngx_http_credit_cleanup;
+
+    ngx_http_set_ctx(r->main, rec, ngx_http_credit_module);
+
+    return rec;
+}
+
+
+static void
+ngx_http_credit_cleanup(void *data)
+{
+    /* the record is only found through this handler; nothing to free */
+}
+
+
+static ngx_int_t
+ngx_http_credit_send_error(ngx_http_request_t *r, ngx_http_credit_rec_t *rec)
+{
+    u_char      *p, *body;
+    size_t       len;
+    uintptr_t    e_route, e_param, e_detail;
+    ngx_str_t   *error, detail;
+    ngx_uint_t   status;
+
+    static ngx_str_t  errors[] = {
+        ngx_string("insufficient_credits"),
+        ngx_string("invalid_parameter"),
+        ngx_string("body_too_large"),
+        ngx_string("unpriced_route"),
+        ngx_string("missing_account"),
+        ngx_string("metering_unavailable")
+    };
+
+    status = rec->http_status;
+    detail = rec->detail;
+
+    switch (status) {
+
+    case NGX_HTTP_CREDIT_402:
+        error = &errors[0];
+        ngx_str_set(&detail, "the balance is below the cost of this request");
+        break;
+
+    case NGX_HTTP_BAD_REQUEST:
+        error = &errors[1];
+        break;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        error = &errors[2];
+        break;
+
+    case NGX_HTTP_FORBIDDEN:
+        error = &errors[3];
+        ngx_str_set(&detail, "no route of the cost matrix matches this "
+                    "request");
+        break;
+
+    case NGX_HTTP_UNAUTHORIZED:
+        error = &errors[4];
+        ngx_str_set(&detail, "the request names no account");
+        break;
+
+    default: /* NGX_HTTP_SERVICE_UNAVAILABLE */
+        error = &errors[5];
+        ngx_str_set(&detail, "credit metering is unavailable, retry later");
+        break;
+    }
+
+    e_route = ngx_escape_json(NULL, rec->route.data, rec->route.len);
+    e_param = ngx_escape_json(NULL, rec->param.data, rec->param.len);
+    e_detail = ngx_escape_json(NULL, detail.data, detail.len);
+
+    len = sizeof("{\"error\":\"\",\"route\":\"\",\"param\":\"\","
+                 "\"detail\":\"\",\"cost\":,\"remaining\":}\n")
+          + error->len
+          + rec->route.len + e_route
+          + rec->param.len + e_param
+          + detail.len + e_detail
+          + 2 * NGX_INT64_LEN;
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"error\":\"%V\"", error);
+
+    if (rec->route.len) {
+        p = ngx_cpymem(p, ",\"route\":\"", sizeof(",\"route\":\"") - 1);
+        p = (u_char *) ngx_escape_json(p, rec->route.data, rec->route.len);
+        *p++ = '"';
+    }
+
+    if (rec->param.len) {
+        p = ngx_cpymem(p, ",\"param\":\"", sizeof(",\"param\":\"") - 1);
+        p = (u_char *) ngx_escape_json(p, rec->param.data, rec->param.len);
+        *p++ = '"';
+    }
+
+    if (status == NGX_HTTP_CREDIT_402) {
+        p = ngx_sprintf(p, ",\"cost\":%L,\"remaining\":%L", rec->cost,
+                        rec->remaining);
+    }
+
+    if (detail.len) {
+        p = ngx_cpymem(p, ",\"detail\":\"", sizeof(",\"detail\":\"") - 1);
+        p = (u_char *) ngx_escape_json(p, detail.data, detail.len);
+        *p++ = '"';
+    }
+
+    *p++ = '}';
+    *p++ = '\n';
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_http_credit_retry_after(r) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_credit_send_json(r, status, body, p - body);
+}
+
+
+ngx_int_t
+ngx_http_credit_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, body, len);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_credit_retry_after(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    return NGX_OK;
+}

@@ -1,0 +1,296 @@
+
+/*
+ * ngx_http_credit_module: credit metering for AI APIs at the edge.
+ * Shared types and the functions each file offers the others.
+ */
+
+
+#ifndef _NGX_HTTP_CREDIT_MODULE_H_INCLUDED_
+#define _NGX_HTTP_CREDIT_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#if !(NGX_THREADS)
+#error ngx_http_credit_module needs nginx built --with-threads
+#endif
+
+
+#define NGX_HTTP_CREDIT_MAX_COST      1000000000000000LL
+#define NGX_HTTP_CREDIT_KEY_MAX       250
+#define NGX_HTTP_CREDIT_402           402
+
+
+/* where a parameter is read from */
+#define NGX_HTTP_CREDIT_FROM_QUERY    0
+#define NGX_HTTP_CREDIT_FROM_HEADER   1
+#define NGX_HTTP_CREDIT_FROM_JSON     2
+#define NGX_HTTP_CREDIT_FROM_FORM     3
+#define NGX_HTTP_CREDIT_FROM_PATH     4
+#define NGX_HTTP_CREDIT_FROM_VAR      5
+
+#define NGX_HTTP_CREDIT_TYPE_STRING   0
+#define NGX_HTTP_CREDIT_TYPE_INTEGER  1
+#define NGX_HTTP_CREDIT_TYPE_BOOLEAN  2
+
+#define NGX_HTTP_CREDIT_MATCH_EXACT   0
+#define NGX_HTTP_CREDIT_MATCH_PREFIX  1
+#define NGX_HTTP_CREDIT_MATCH_REGEX   2
+
+
+/* $credit_status values */
+#define NGX_HTTP_CREDIT_ST_NONE             0
+#define NGX_HTTP_CREDIT_ST_CHARGED          1
+#define NGX_HTTP_CREDIT_ST_REFUNDED         2
+#define NGX_HTTP_CREDIT_ST_FREE             3
+#define NGX_HTTP_CREDIT_ST_INSUFFICIENT     4
+#define NGX_HTTP_CREDIT_ST_INVALID          5
+#define NGX_HTTP_CREDIT_ST_UNPRICED         6
+#define NGX_HTTP_CREDIT_ST_MISSING_ACCOUNT  7
+#define NGX_HTTP_CREDIT_ST_UNMETERED        8
+#define NGX_HTTP_CREDIT_ST_ERROR            9
+
+
+/* a parameter value, canonical: "4k", "42", "true" */
+typedef struct {
+    ngx_str_t                    str;
+    int64_t                      num;
+} ngx_http_credit_value_t;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    key;
+    ngx_uint_t                   from;
+    ngx_uint_t                   type;
+    ngx_int_t                    index;       /* variable or capture */
+    ngx_array_t                 *values;      /* ngx_http_credit_value_t */
+    ngx_http_credit_value_t      def;
+    int64_t                      min;
+    int64_t                      max;
+    ngx_uint_t                   line;
+    unsigned                     has_default:1;
+    unsigned                     has_min:1;
+    unsigned                     has_max:1;
+} ngx_http_credit_param_t;
+
+
+typedef struct {
+    ngx_http_credit_value_t      value;
+    int64_t                      cost;
+} ngx_http_credit_entry_t;
+
+
+typedef struct {
+    int64_t                      upto;
+    int64_t                      cost;
+    ngx_uint_t                   open;        /* no "upto": the rest */
+} ngx_http_credit_tier_t;
+
+
+typedef struct {
+    ngx_uint_t                   param;
+    int64_t                      amount;
+} ngx_http_credit_add_t;
+
+
+typedef struct {
+    int64_t                      base;
+    ngx_int_t                    by;          /* param index or -1 */
+    ngx_array_t                 *table;       /* ngx_http_credit_entry_t */
+    ngx_array_t                 *tiers;       /* ngx_http_credit_tier_t */
+    ngx_array_t                 *times;       /* ngx_uint_t param index */
+    ngx_array_t                 *add;         /* ngx_http_credit_add_t */
+} ngx_http_credit_cost_t;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_array_t                 *methods;     /* ngx_str_t, NULL: any */
+    ngx_uint_t                   match;
+    ngx_str_t                    path;
+#if (NGX_PCRE)
+    ngx_regex_t                 *regex;
+    ngx_uint_t                   captures;
+#endif
+    ngx_array_t                  params;      /* ngx_http_credit_param_t */
+    ngx_http_credit_cost_t       cost;
+    ngx_uint_t                   line;
+    unsigned                     needs_body:1;
+} ngx_http_credit_route_t;
+
+
+typedef struct {
+    ngx_str_t                    file;
+    ngx_array_t                  routes;      /* ngx_http_credit_route_t */
+    unsigned                     unmatched_free:1;
+} ngx_http_credit_matrix_t;
+
+
+/* the memcached side, one per worker process */
+typedef struct ngx_http_credit_store_s  ngx_http_credit_store_t;
+
+
+typedef struct {
+    ngx_array_t                  servers;     /* ngx_str_t "host:port" */
+    ngx_msec_t                   timeout;
+    ngx_msec_t                   connect_timeout;
+    ngx_uint_t                   retry_timeout;   /* seconds */
+    ngx_uint_t                   max_batch;
+    ngx_str_t                    pool_name;
+    ngx_thread_pool_t           *thread_pool;
+    ngx_http_credit_store_t     *store;       /* set in init_process */
+} ngx_http_credit_main_conf_t;
+
+
+typedef struct {
+    ngx_http_credit_matrix_t    *matrix;
+    ngx_flag_t                   enable;
+    ngx_http_complex_value_t    *account;
+    ngx_str_t                    key_prefix;
+    ngx_uint_t                   refund_5xx;
+    ngx_array_t                 *refund_codes; /* ngx_uint_t */
+    ngx_uint_t                   fail_open;
+    ngx_flag_t                   headers;
+    size_t                       body_limit;
+    ngx_uint_t                   handler;     /* admin or balance */
+} ngx_http_credit_loc_conf_t;
+
+
+/*
+ * The charge record of one request.  It lives in a cleanup of the request
+ * pool, so it survives internal redirects and error_page, which wipe the
+ * module ctx: a request is charged once and refunded at most once.
+ */
+typedef struct ngx_http_credit_rec_s  ngx_http_credit_rec_t;
+
+struct ngx_http_credit_rec_s {
+    ngx_http_request_t          *request;
+    ngx_http_credit_rec_t       *next;        /* waiting on the same key */
+    ngx_http_credit_loc_conf_t  *conf;        /* where it was charged */
+    ngx_str_t                    account;
+    ngx_str_t                    key;
+    ngx_str_t                    route;
+    ngx_str_t                    param;       /* the bad one, for 400 */
+    ngx_str_t                    detail;
+    int64_t                      cost;
+    int64_t                      plan_charged;
+    int64_t                      pack_charged;
+    int64_t                      remaining;
+    ngx_uint_t                   status;      /* NGX_HTTP_CREDIT_ST_* */
+    ngx_int_t                    http_status; /* our own error answer */
+    ngx_uint_t                   state;
+    unsigned                     priced:1;
+    unsigned                     charged:1;
+    unsigned                     refunded:1;
+    unsigned                     has_remaining:1;
+    unsigned                     store_failed:1;
+    unsigned                     body_read:1;
+};
+
+
+#define NGX_HTTP_CREDIT_STATE_NEW       0
+#define NGX_HTTP_CREDIT_STATE_BODY      1
+#define NGX_HTTP_CREDIT_STATE_WAIT      2
+#define NGX_HTTP_CREDIT_STATE_DONE      3
+
+
+/* the store's operations */
+#define NGX_HTTP_CREDIT_OP_CHARGE       0
+#define NGX_HTTP_CREDIT_OP_REFUND       1
+#define NGX_HTTP_CREDIT_OP_GET          2
+#define NGX_HTTP_CREDIT_OP_SET_PLAN     3
+#define NGX_HTTP_CREDIT_OP_ADD_PACK     4
+
+#define NGX_HTTP_CREDIT_RC_OK           0
+#define NGX_HTTP_CREDIT_RC_SHORT        1
+#define NGX_HTTP_CREDIT_RC_FAIL         2
+
+
+typedef struct ngx_http_credit_op_s  ngx_http_credit_op_t;
+
+typedef void (*ngx_http_credit_op_done_pt)(ngx_http_credit_op_t *op);
+
+/* one memcached operation on one key, run in the thread pool */
+struct ngx_http_credit_op_s {
+    ngx_uint_t                   type;
+    u_char                       key[NGX_HTTP_CREDIT_KEY_MAX + 1];
+    size_t                       key_len;
+    int64_t                      plan_amount;
+    int64_t                      pack_amount;
+    ngx_http_credit_rec_t       *batch;       /* charges, in order */
+    ngx_uint_t                   nbatch;
+    ngx_http_credit_store_t     *store;
+    ngx_http_credit_op_done_pt   done;
+    void                        *data;
+    ngx_log_t                   *log;
+    /* results */
+    ngx_uint_t                   rc;
+    int64_t                      plan;
+    int64_t                      pack;
+    ngx_uint_t                   retries;
+    char                         err[128];
+};
+
+
+extern ngx_module_t  ngx_http_credit_module;
+
+
+/* matrix.c */
+char *ngx_http_credit_matrix_load(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_http_credit_matrix_t **matrix);
+
+/* price.c */
+ngx_http_credit_route_t *ngx_http_credit_find_route(ngx_http_request_t *r,
+    ngx_http_credit_matrix_t *matrix, int *captures, ngx_int_t ncaptures);
+ngx_int_t ngx_http_credit_price(ngx_http_request_t *r,
+    ngx_http_credit_route_t *route, int *captures,
+    ngx_http_credit_rec_t *rec);
+ngx_int_t ngx_http_credit_parse_value(ngx_pool_t *pool,
+    ngx_http_credit_param_t *p, ngx_str_t *raw,
+    ngx_http_credit_value_t *v, ngx_str_t *detail);
+ngx_int_t ngx_http_credit_check_value(ngx_pool_t *pool,
+    ngx_http_credit_param_t *p, ngx_http_credit_value_t *v,
+    ngx_str_t *detail);
+
+/* store.c */
+ngx_int_t ngx_http_credit_store_init(ngx_cycle_t *cycle,
+    ngx_http_credit_main_conf_t *cmcf);
+void ngx_http_credit_store_exit(ngx_http_credit_main_conf_t *cmcf);
+ngx_int_t ngx_http_credit_make_key(ngx_pool_t *pool, ngx_str_t *prefix,
+    ngx_str_t *account, ngx_str_t *key);
+ngx_int_t ngx_http_credit_charge(ngx_http_request_t *r,
+    ngx_http_credit_rec_t *rec);
+ngx_http_credit_op_t *ngx_http_credit_op_create(ngx_log_t *log,
+    ngx_uint_t type, ngx_str_t *key);
+ngx_int_t ngx_http_credit_op_post(ngx_http_credit_main_conf_t *cmcf,
+    ngx_http_credit_op_t *op);
+void ngx_http_credit_op_free(ngx_http_credit_op_t *op);
+
+/* handler.c */
+ngx_int_t ngx_http_credit_handler(ngx_http_request_t *r);
+void ngx_http_credit_charged(ngx_http_credit_rec_t *rec, ngx_uint_t rc);
+ngx_http_credit_rec_t *ngx_http_credit_get_rec(ngx_http_request_t *r,
+    ngx_uint_t create);
+ngx_int_t ngx_http_credit_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
+ngx_int_t ngx_http_credit_retry_after(ngx_http_request_t *r);
+
+/* filter.c */
+ngx_int_t ngx_http_credit_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_credit_log_handler(ngx_http_request_t *r);
+void ngx_http_credit_refund(ngx_http_credit_rec_t *rec, const char *why);
+
+/* admin.c */
+ngx_int_t ngx_http_credit_admin_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_credit_balance_handler(ngx_http_request_t *r);
+
+/* var.c */
+ngx_int_t ngx_http_credit_add_variables(ngx_conf_t *cf);
+ngx_str_t *ngx_http_credit_status_name(ngx_uint_t status);
+
+
+#endif /* _NGX_HTTP_CREDIT_MODULE_H_INCLUDED_ */

@@ -1,0 +1,603 @@
+
+/*
+ * ngx_http_credit_module: pricing.  Finds the route of a request, reads
+ * and checks its parameters, and computes the cost from the compiled
+ * matrix.  Runs on the event loop and never blocks.
+ */
+
+
+#include "ngx_http_credit_module.h"
+
+
+static ngx_int_t ngx_http_credit_read_param(ngx_http_request_t *r,
+    ngx_http_credit_param_t *p, int *captures, ngx_str_t *raw,
+    ngx_str_t *detail);
+static ngx_int_t ngx_http_credit_query_arg(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *raw);
+static ngx_int_t ngx_http_credit_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *raw);
+static ngx_int_t ngx_http_credit_invalid(ngx_http_request_t *r,
+    ngx_http_credit_rec_t *rec, ngx_http_credit_param_t *p,
+    ngx_str_t *detail);
+
+
+static ngx_str_t  ngx_http_credit_true = ngx_string("true");
+static ngx_str_t  ngx_http_credit_false = ngx_string("false");
+
+
+ngx_http_credit_route_t *
+ngx_http_credit_find_route(ngx_http_request_t *r,
+    ngx_http_credit_matrix_t *matrix, int *captures, ngx_int_t ncaptures)
+{
+    ngx_str_t                *m;
+    ngx_uint_t                i, j;
+    ngx_http_credit_route_t  *rt;
+
+    rt = matrix->routes.elts;
+
+    for (i = 0; i < matrix->routes.nelts; i++, rt++) {
+
+        if (rt->methods) {
+            m = rt->methods->elts;
+
+            for (j = 0; j < rt->methods->nelts; j++) {
+                if (m[j].len == r->method_name.len
+                    && ngx_strncmp(m[j].data, r->method_name.data, m[j].len)
+                       == 0)
+                {
+                    break;
+                }
+            }
+
+            if (j == rt->methods->nelts) {
+                continue;
+            }
+        }
+
+        switch (rt->match) {
+
+        case NGX_HTTP_CREDIT_MATCH_EXACT:
+            if (r->uri.len == rt->path.len
+                && ngx_strncmp(r->uri.data, rt->path.data, rt->path.len) == 0)
+            {
+                return rt;
+            }
+
+            break;
+
+        case NGX_HTTP_CREDIT_MATCH_PREFIX:
+            if (r->uri.len >= rt->path.len
+                && ngx_strncmp(r->uri.data, rt->path.data, rt->path.len) == 0)
+            {
+                return rt;
+            }
+
+            break;
+
+#if (NGX_PCRE)
+        default: /* NGX_HTTP_CREDIT_MATCH_REGEX */
+            if ((ngx_int_t) (rt->captures + 1) * 3 > ncaptures) {
+                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                              "credit: route \"%V\" has too many captures",
+                              &rt->name);
+                break;
+            }
+
+            if (ngx_regex_exec(rt->regex, &r->uri, captures,
+                               (rt->captures + 1) * 3)
+                >= 0)
+            {
+                return rt;
+            }
+
+            break;
+#endif
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Prices the request: rec->cost on NGX_OK; on NGX_DECLINED the request is
+ * invalid and rec->param and rec->detail say why (a 400).
+ */
+
+ngx_int_t
+ngx_http_credit_price(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
+    int *captures, ngx_http_credit_rec_t *rec)
+{
+    int64_t                   cost, m;
+    ngx_int_t                 rc;
+    ngx_str_t                 raw, detail;
+    ngx_uint_t                i, *times;
+    ngx_http_credit_add_t    *add;
+    ngx_http_credit_tier_t   *tier;
+    ngx_http_credit_param_t  *p;
+    ngx_http_credit_value_t  *values, *v;
+    ngx_http_credit_entry_t  *e;
+
+    p = rt->params.elts;
+    values = NULL;
+
+    if (rt->params.nelts) {
+        values = ngx_palloc(r->pool,
+                            rt->params.nelts * sizeof(ngx_http_credit_value_t));
+        if (values == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 0; i < rt->params.nelts; i++) {
+
+        ngx_str_null(&detail);
+
+        rc = ngx_http_credit_read_param(r, &p[i], captures, &raw, &detail);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_credit_invalid(r, rec, &p[i], &detail);
+        }
+
+        if (rc == NGX_DONE) {
+            if (!p[i].has_default) {
+                ngx_str_set(&detail, "is required");
+                return ngx_http_credit_invalid(r, rec, &p[i], &detail);
+            }
+
+            values[i] = p[i].def;
+            continue;
+        }
+
+        if (ngx_http_credit_parse_value(r->pool, &p[i], &raw, &values[i],
+                                        &detail)
+            != NGX_OK
+            || ngx_http_credit_check_value(r->pool, &p[i], &values[i],
+                                           &detail)
+               != NGX_OK)
+        {
+            return ngx_http_credit_invalid(r, rec, &p[i], &detail);
+        }
+    }
+
+    /* the base price */
+
+    if (rt->cost.by < 0) {
+        cost = rt->cost.base;
+
+    } else {
+        v = &values[rt->cost.by];
+        cost = -1;
+
+        if (rt->cost.table) {
+            e = rt->cost.table->elts;
+
+            for (i = 0; i < rt->cost.table->nelts; i++) {
+                if (e[i].value.str.len == v->str.len
+                    && ngx_strncmp(e[i].value.str.data, v->str.data,
+                                   v->str.len) == 0)
+                {
+                    cost = e[i].cost;
+                    break;
+                }
+            }
+
+        } else {
+            tier = rt->cost.tiers->elts;
+
+            for (i = 0; i < rt->cost.tiers->nelts; i++) {
+                if (tier[i].open || v->num <= tier[i].upto) {
+                    cost = tier[i].cost;
+                    break;
+                }
+            }
+        }
+
+        if (cost < 0) {
+            detail.data = ngx_pnalloc(r->pool, v->str.len + 32);
+            if (detail.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            detail.len = ngx_sprintf(detail.data, "has no price for \"%V\"",
+                                     &v->str)
+                         - detail.data;
+
+            return ngx_http_credit_invalid(r, rec, &p[rt->cost.by], &detail);
+        }
+    }
+
+    /* times and add */
+
+    if (rt->cost.times) {
+        times = rt->cost.times->elts;
+
+        for (i = 0; i < rt->cost.times->nelts; i++) {
+            m = values[times[i]].num;
+
+            if (m < 0) {
+                ngx_str_set(&detail, "must not be negative");
+                return ngx_http_credit_invalid(r, rec, &p[times[i]],
+                                               &detail);
+            }
+
+            if (m && cost > NGX_HTTP_CREDIT_MAX_COST / m) {
+                ngx_str_set(&detail, "makes the cost too large");
+                return ngx_http_credit_invalid(r, rec, &p[times[i]],
+                                               &detail);
+            }
+
+            cost *= m;
+        }
+    }
+
+    if (rt->cost.add) {
+        add = rt->cost.add->elts;
+
+        for (i = 0; i < rt->cost.add->nelts; i++) {
+            if (values[add[i].param].num) {
+                cost += add[i].amount;
+
+                if (cost > NGX_HTTP_CREDIT_MAX_COST) {
+                    ngx_str_set(&detail, "makes the cost too large");
+                    return ngx_http_credit_invalid(r, rec, &p[add[i].param],
+                                                   &detail);
+                }
+            }
+        }
+    }
+
+    rec->cost = cost;
+    rec->priced = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_credit_invalid(ngx_http_request_t *r, ngx_http_credit_rec_t *rec,
+    ngx_http_credit_param_t *p, ngx_str_t *detail)
+{
+    rec->param = p->name;
+    rec->detail = *detail;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "credit: invalid parameter \"%V\": %V", &p->name, detail);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * NGX_OK: raw is set; NGX_DONE: absent; NGX_DECLINED: unusable (detail
+ * says why).
+ */
+
+static ngx_int_t
+ngx_http_credit_read_param(ngx_http_request_t *r, ngx_http_credit_param_t *p,
+    int *captures, ngx_str_t *raw, ngx_str_t *detail)
+{
+    ngx_int_t                   rc;
+    ngx_http_variable_value_t  *vv;
+
+    switch (p->from) {
+
+    case NGX_HTTP_CREDIT_FROM_QUERY:
+        rc = ngx_http_credit_query_arg(r, &p->key, raw);
+        break;
+
+    case NGX_HTTP_CREDIT_FROM_HEADER:
+        rc = ngx_http_credit_header(r, &p->key, raw);
+        break;
+
+    case NGX_HTTP_CREDIT_FROM_PATH:
+        if (captures == NULL || captures[p->index] < 0) {
+            return NGX_DONE;
+        }
+
+        raw->data = r->uri.data + captures[p->index];
+        raw->len = captures[p->index + 1] - captures[p->index];
+
+        return NGX_OK;
+
+    case NGX_HTTP_CREDIT_FROM_VAR:
+        vv = ngx_http_get_indexed_variable(r, p->index);
+
+        if (vv == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (vv->not_found) {
+            return NGX_DONE;
+        }
+
+        raw->data = vv->data;
+        raw->len = vv->len;
+
+        return NGX_OK;
+
+    default:
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_str_set(detail, "is given more than once");
+    }
+
+    return rc;
+}
+
+
+/* the unescaped value of a query argument; "+" is a space */
+
+static ngx_int_t
+ngx_http_credit_query_arg(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *raw)
+{
+    u_char     *p, *last, *name, *eq, *end, *dst, *src;
+    ngx_str_t   found;
+
+    if (r->args.len == 0) {
+        return NGX_DONE;
+    }
+
+    p = r->args.data;
+    last = p + r->args.len;
+    found.data = NULL;
+    found.len = 0;
+
+    while (p < last) {
+        name = p;
+
+        end = ngx_strlchr(p, last, '&');
+        if (end == NULL) {
+            end = last;
+        }
+
+        eq = ngx_strlchr(name, end, '=');
+
+        if ((size_t) ((eq ? eq : end) - name) == key->len
+            && ngx_strncmp(name, key->data, key->len) == 0)
+        {
+            if (found.data) {
+                return NGX_DECLINED;
+            }
+
+            found.data = eq ? eq + 1 : end;
+            found.len = end - found.data;
+        }
+
+        p = end + 1;
+    }
+
+    if (found.data == NULL) {
+        return NGX_DONE;
+    }
+
+    dst = ngx_pnalloc(r->pool, found.len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst, found.data, found.len);
+
+    for (p = dst; p < dst + found.len; p++) {
+        if (*p == '+') {
+            *p = ' ';
+        }
+    }
+
+    raw->data = dst;
+    src = dst;
+    ngx_unescape_uri(&dst, &src, found.len, 0);
+    raw->len = dst - raw->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_credit_header(ngx_http_request_t *r, ngx_str_t *key, ngx_str_t *raw)
+{
+    ngx_uint_t        i, found;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    found = 0;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == key->len
+            && ngx_strncasecmp(h[i].key.data, key->data, key->len) == 0)
+        {
+            if (found) {
+                return NGX_DECLINED;
+            }
+
+            *raw = h[i].value;
+            found = 1;
+        }
+    }
+
+    return found ? NGX_OK : NGX_DONE;
+}
+
+
+/*
+ * Turns a raw string into a typed, canonical value.  Used for matrix
+ * values at configuration time and for request input.
+ */
+
+ngx_int_t
+ngx_http_credit_parse_value(ngx_pool_t *pool, ngx_http_credit_param_t *p,
+    ngx_str_t *raw, ngx_http_credit_value_t *v, ngx_str_t *detail)
+{
+    u_char      *s, *last;
+    int64_t      n;
+    ngx_uint_t   neg;
+
+    switch (p->type) {
+
+    case NGX_HTTP_CREDIT_TYPE_INTEGER:
+
+        s = raw->data;
+        last = s + raw->len;
+        neg = 0;
+
+        if (s < last && (*s == '-' || *s == '+')) {
+            neg = (*s == '-');
+            s++;
+        }
+
+        if (s == last || last - s > 16) {
+            goto not_integer;
+        }
+
+        for (n = 0; s < last; s++) {
+            if (*s < '0' || *s > '9') {
+                goto not_integer;
+            }
+
+            n = n * 10 + (*s - '0');
+        }
+
+        v->num = neg ? -n : n;
+
+        v->str.data = ngx_pnalloc(pool, NGX_INT64_LEN);
+        if (v->str.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->str.len = ngx_sprintf(v->str.data, "%L", v->num) - v->str.data;
+
+        return NGX_OK;
+
+    case NGX_HTTP_CREDIT_TYPE_BOOLEAN:
+
+        if ((raw->len == 4 && ngx_strncasecmp(raw->data, (u_char *) "true", 4)
+                              == 0)
+            || (raw->len == 3
+                && ngx_strncasecmp(raw->data, (u_char *) "yes", 3) == 0)
+            || (raw->len == 2
+                && ngx_strncasecmp(raw->data, (u_char *) "on", 2) == 0)
+            || (raw->len == 1 && raw->data[0] == '1'))
+        {
+            v->num = 1;
+            v->str = ngx_http_credit_true;
+            return NGX_OK;
+        }
+
+        if ((raw->len == 5
+             && ngx_strncasecmp(raw->data, (u_char *) "false", 5) == 0)
+            || (raw->len == 2
+                && ngx_strncasecmp(raw->data, (u_char *) "no", 2) == 0)
+            || (raw->len == 3
+                && ngx_strncasecmp(raw->data, (u_char *) "off", 3) == 0)
+            || (raw->len == 1 && raw->data[0] == '0'))
+        {
+            v->num = 0;
+            v->str = ngx_http_credit_false;
+            return NGX_OK;
+        }
+
+        ngx_str_set(detail, "must be a boolean (true or false)");
+        return NGX_DECLINED;
+
+    default: /* NGX_HTTP_CREDIT_TYPE_STRING */
+        v->str = *raw;
+        v->num = 0;
+        return NGX_OK;
+    }
+
+not_integer:
+
+    ngx_str_set(detail, "must be an integer");
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_credit_check_value(ngx_pool_t *pool, ngx_http_credit_param_t *p,
+    ngx_http_credit_value_t *v, ngx_str_t *detail)
+{
+    u_char                   *d;
+    size_t                    len;
+    ngx_uint_t                i;
+    ngx_http_credit_value_t  *values;
+
+    if (p->has_min && v->num < p->min) {
+        d = ngx_pnalloc(pool, 64);
+        if (d == NULL) {
+            return NGX_ERROR;
+        }
+
+        detail->data = d;
+        detail->len = ngx_sprintf(d, "must be at least %L", p->min) - d;
+        return NGX_DECLINED;
+    }
+
+    if (p->has_max && v->num > p->max) {
+        d = ngx_pnalloc(pool, 64);
+        if (d == NULL) {
+            return NGX_ERROR;
+        }
+
+        detail->data = d;
+        detail->len = ngx_sprintf(d, "must be at most %L", p->max) - d;
+        return NGX_DECLINED;
+    }
+
+    if (p->values == NULL) {
+        return NGX_OK;
+    }
+
+    values = p->values->elts;
+    len = sizeof("must be one of: ");
+
+    for (i = 0; i < p->values->nelts; i++) {
+        if (values[i].str.len == v->str.len
+            && ngx_strncmp(values[i].str.data, v->str.data, v->str.len) == 0)
+        {
+            return NGX_OK;
+        }
+
+        len += values[i].str.len + 2;
+    }
+
+    d = ngx_pnalloc(pool, len);
+    if (d == NULL) {
+        return NGX_ERROR;
+    }
+
+    detail->data = d;
+    d = ngx_cpymem(d, "must be one of: ", sizeof("must be one of: ") - 1);
+
+    for (i = 0; i < p->values->nelts; i++) {
+        if (i) {
+            *d++ = ',';
+            *d++ = ' ';
+        }
+
+        d = ngx_cpymem(d, values[i].str.data, values[i].str.len);
+    }
+
+    detail->len = d - detail->data;
+
+    return NGX_DECLINED;
+}
