@@ -1,0 +1,240 @@
+package CreditTest;
+
+# Helpers for the credit module's tests: a default http{} setup (the test
+# memcached, the shared matrix t/credits.yaml, a mock AI backend), and raw
+# HTTP / memcached clients for the blocks whose "--- init" needs them
+# (concurrency, a stalled memcached, reloads).  Works with upstream
+# Test::Nginx and with the bundled runner alike.
+
+use strict;
+use warnings;
+
+use Cwd ();
+use IO::Socket::INET ();
+use IO::Select ();
+use Time::HiRes qw(time sleep);
+use POSIX qw(:sys_wait_h);
+
+$ENV{TEST_NGINX_MEMCACHED_PORT} ||= 11211;
+$ENV{TEST_NGINX_BACKEND_PORT} ||= 1985;
+$ENV{TEST_NGINX_PROJECT_DIR} ||= Cwd::cwd();
+
+our $Port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+
+our $DefaultHttpConfig = <<'_EOC_';
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok $request_method $uri\n"; }
+        location /v1/fail/500 { return 500 "boom\n"; }
+        location /v1/fail/503 { return 503 "busy\n"; }
+        location /v1/fail/404 { return 404 "nope\n"; }
+        location /v1/slow { return 200 "slow\n"; }
+    }
+_EOC_
+
+our $DefaultConfig = <<'_EOC_';
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        add_header X-Ledger "$credit_status $credit_route $credit_cost $credit_plan_charged $credit_pack_charged $credit_remaining";
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+
+    location /credit-admin/ {
+        credit_admin;
+    }
+
+    location = /balance {
+        credit_balance;
+        credit_account $http_x_api_key;
+    }
+_EOC_
+
+# "--- config" defaults to a metered /v1/, the admin API and /balance.
+# "--- http_config" defaults to the setup above; a block that ships its
+# own credits.yaml in "--- user_files" gets that matrix instead.
+sub defaults {
+    my ($block) = @_;
+
+    if (!defined $block->config && !defined $block->must_die) {
+        $block->set_value('config', $DefaultConfig);
+    }
+
+    if (!defined $block->http_config) {
+        my $conf = $DefaultHttpConfig;
+        my $files = $block->user_files;
+        if (defined $files && !ref $files && $files =~ /^>>> credits\.yaml/m)
+        {
+            $conf =~ s{\$TEST_NGINX_PROJECT_DIR/t/credits\.yaml}
+                      {\$TEST_NGINX_SERVER_ROOT/html/credits.yaml};
+        }
+        $block->set_value('http_config', $conf);
+    }
+}
+
+# one HTTP/1.0 request on a new connection: (status, \%headers, body)
+sub request {
+    my ($method, $uri, $headers, $body, $port) = @_;
+    $port ||= $Port;
+    $headers ||= {};
+    $body //= '';
+
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $port, Proto => 'tcp',
+                                     Timeout => 5)
+        or return (0, {}, "connect: $!");
+
+    print $sock request_bytes($method, $uri, $headers, $body);
+
+    my $raw = '';
+    my $sel = IO::Select->new($sock);
+    while ($sel->can_read(10)) {
+        my $n = sysread($sock, my $buf, 65536);
+        last unless $n;
+        $raw .= $buf;
+    }
+    close $sock;
+
+    return parse($raw);
+}
+
+sub request_bytes {
+    my ($method, $uri, $headers, $body) = @_;
+    my $req = "$method $uri HTTP/1.0\r\nHost: localhost\r\n";
+    for my $k (sort keys %$headers) {
+        $req .= "$k: $headers->{$k}\r\n";
+    }
+    $req .= "Content-Length: " . length($body) . "\r\n" if length $body;
+    return "$req\r\n$body";
+}
+
+sub parse {
+    my ($raw) = @_;
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    return (0, {}, $raw) unless defined $head && $head =~ m{^HTTP/\S+ (\d+)};
+    my $status = $1;
+    my %h;
+    for my $l (split /\r\n/, $head) {
+        my ($k, $v) = split /:\s*/, $l, 2;
+        $h{lc $k} = $v if defined $v;
+    }
+    return ($status, \%h, $body // '');
+}
+
+# many requests at once, multiplexed on non-blocking sockets; each
+# element of @reqs is [method, uri, \%headers, body, port]; returns the
+# list of [status, \%headers, body] in the same order
+sub concurrent {
+    my @reqs = @_;
+    my (@socks, @raw, %index);
+    my $sel = IO::Select->new;
+
+    for my $i (0 .. $#reqs) {
+        my ($m, $u, $h, $b, $p) = @{ $reqs[$i] };
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $p || $Port,
+                                      Proto => 'tcp', Timeout => 5)
+            or die "connect: $!";
+        print $s request_bytes($m, $u, $h || {}, $b // '');
+        $s->blocking(0);
+        $socks[$i] = $s;
+        $raw[$i] = '';
+        $index{fileno $s} = $i;
+        $sel->add($s);
+    }
+
+    my $deadline = time + 30;
+    while ($sel->count && time < $deadline) {
+        for my $s ($sel->can_read(1)) {
+            my $i = $index{fileno $s};
+            my $n = sysread($s, my $buf, 65536);
+            if (defined $n && $n > 0) {
+                $raw[$i] .= $buf;
+                next;
+            }
+            next if !defined $n && $!{EAGAIN};
+            $sel->remove($s);
+            close $s;
+        }
+    }
+
+    return map { [parse($_)] } @raw;
+}
+
+# a raw memcached command on the test server: the reply text
+sub memcached {
+    my ($cmd, $port) = @_;
+    $port ||= $ENV{TEST_NGINX_MEMCACHED_PORT};
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 2)
+        or return undef;
+    print $s $cmd;
+    my $out = '';
+    my $sel = IO::Select->new($s);
+    while ($sel->can_read(1)) {
+        my $n = sysread($s, my $buf, 65536);
+        last unless $n;
+        $out .= $buf;
+        last if $out =~ /(?:END|STORED|NOT_STORED|EXISTS|NOT_FOUND|OK|DELETED|ERROR)\r\n$/;
+    }
+    close $s;
+    return $out;
+}
+
+sub balance {
+    my ($account) = @_;
+    my ($st, $h, $body) = request('GET', "/credit-admin/$account");
+    return $body;
+}
+
+sub grant {
+    my ($account, $plan, $pack, $port) = @_;
+    request('PUT', "/credit-admin/$account/plan", {}, $plan, $port);
+    request('POST', "/credit-admin/$account/pack", {}, $pack, $port)
+        if $pack;
+}
+
+# a memcached stand-in that accepts connections and answers nothing for
+# $delay seconds, then "END" to every line (an unknown account); returns
+# its pid.  Used to show that a slow memcached never blocks a worker.
+sub slow_memcached {
+    my ($port, $delay) = @_;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                  LocalPort => $port, Listen => 16,
+                                  ReuseAddr => 1, Proto => 'tcp')
+        or die "listen $port: $!";
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid) {
+        close $l;
+        return $pid;
+    }
+    local $SIG{CHLD} = 'IGNORE';
+    while (my $c = $l->accept) {
+        my $kid = fork;
+        next if !defined $kid || $kid;
+        my $buf = '';
+        while (sysread($c, my $b, 4096)) {
+            $buf .= $b;
+            while ($buf =~ s/^[^\n]*\n//) {
+                sleep $delay;
+                syswrite($c, "END\r\n");
+            }
+        }
+        POSIX::_exit(0);
+    }
+    POSIX::_exit(0);
+}
+
+sub stop {
+    my ($pid) = @_;
+    return unless $pid;
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+}
+
+1;
