@@ -1,0 +1,557 @@
+# The cost matrix is validated completely at configuration time: every
+# schema error fails nginx -t with "credits.yaml:LINE: reason".
+
+use lib 't/helpers';
+use Test::Nginx::Socket 'no_plan';
+use CreditTest;
+
+no_shuffle();
+add_block_preprocessor(\&CreditTest::defaults);
+run_tests();
+
+__DATA__
+
+=== TEST 1: unknown top-level key
+--- user_files
+>>> credits.yaml
+version: 1
+routes: []
+prices: {}
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:3: unknown key "prices" in the matrix
+
+=== TEST 2: missing version
+--- user_files
+>>> credits.yaml
+routes: []
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:1: "version" is missing
+
+=== TEST 3: unsupported version
+--- user_files
+>>> credits.yaml
+version: 2
+routes: []
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:1: unsupported version 2, only 1 is known
+
+=== TEST 4: bad unmatched
+--- user_files
+>>> credits.yaml
+version: 1
+unmatched: maybe
+routes: []
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:2: "unmatched" must be "deny" or "free", not "maybe"
+
+=== TEST 5: invalid YAML
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+   match: { path: /a }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:4: invalid YAML
+
+=== TEST 6: route without match
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:3: route without a "match" (route "a")
+
+=== TEST 7: unknown key in route
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: 1
+    price: 3
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: unknown key "price" in a route
+
+=== TEST 8: duplicate route name
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: 1
+  - name: a
+    match: { path: /b }
+    cost: 2
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: duplicate route name "a", first on line 3
+
+=== TEST 9: two match kinds
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a, prefix: /b }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:4: "match" needs exactly one of "path", "prefix" or "regex" (route "a")
+
+=== TEST 10: bad regex
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { regex: '^/a(' }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:4: invalid regex "^/a("
+
+=== TEST 11: negative cost
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: -5
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "cost" must be a non-negative integer, not "-5" (route "a")
+
+=== TEST 12: string cost
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: lots
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "cost" must be a non-negative integer, not "lots" (route "a")
+
+=== TEST 13: by names an undeclared parameter
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: { by: size, table: { s: 1 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "by" names "size", which is not a declared parameter (route "a")
+
+=== TEST 14: times names an undeclared parameter
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: { base: 2, times: [n] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "times" names "n", which is not a declared parameter (route "a")
+
+=== TEST 15: times needs an integer parameter
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query }
+    cost: { base: 2, times: [n] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: "times" needs parameter "n" to be "type: integer" (route "a")
+
+=== TEST 16: add needs a boolean parameter
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      t: { from: query, type: integer }
+    cost: { base: 2, add: { t: 1 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: "add" needs parameter "t" to be "type: boolean" (route "a")
+
+=== TEST 17: table missing a declared value
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      res: { from: query, values: [1k, 2k, 4k] }
+    cost: { by: res, table: { 1k: 1, 2k: 2 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: the table has no price for "4k", a value of parameter "res" (route "a")
+
+=== TEST 18: table entry outside the values
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      res: { from: query, values: [1k] }
+    cost: { by: res, table: { 1k: 1, 8k: 2 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: table entry "8k" is not one of the values of parameter "res" (route "a")
+
+=== TEST 19: unknown from
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: cookie }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: unknown "from" "cookie" for parameter "n"
+
+=== TEST 20: unknown type
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, type: float }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: unknown type "float", expected string, integer or boolean (route "a")
+
+=== TEST 21: default outside values
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      res: { from: query, default: 8k, values: [1k, 2k] }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: default of parameter "res": must be one of: 1k, 2k (route "a")
+
+=== TEST 22: default of the wrong type
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, type: integer, default: many }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: parameter "n": must be an integer (route "a")
+
+=== TEST 23: min above max
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, type: integer, min: 5, max: 2 }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: "max" is below "min" (route "a")
+
+=== TEST 24: min on a string
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, min: 5 }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: "min" and "max" need "type: integer" (route "a")
+
+=== TEST 25: from path without a capture
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { regex: '^/a/(?<x>[0-9]+)$' }
+    params:
+      secs: { from: path, type: integer }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: the route regex has no named capture "secs" (route "a")
+
+=== TEST 26: from path on an exact route
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      secs: { from: path }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: parameter "secs" is "from: path" but the route has no regex with named captures (route "a")
+
+=== TEST 27: tiers need an integer parameter
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      w: { from: query }
+    cost: { by: w, tiers: [ { cost: 1 } ] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: "by" needs parameter "w" to be "type: integer" (route "a")
+
+=== TEST 28: open tier not last
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      w: { from: query, type: integer }
+    cost: { by: w, tiers: [ { cost: 1 }, { upto: 5, cost: 2 } ] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: only the last tier may omit "upto" (route "a")
+
+=== TEST 29: tiers out of order
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      w: { from: query, type: integer }
+    cost:
+      by: w
+      tiers:
+        - { upto: 10, cost: 1 }
+        - { upto: 5, cost: 2 }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:11: tiers must be in increasing "upto" order (route "a")
+
+=== TEST 30: base and by together
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: { base: 1, by: x }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "cost" needs exactly one of "base" or "by" (route "a")
+
+=== TEST 31: lower-case method
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { method: post, path: /a }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:4: invalid method "post", methods are upper case (route "a")
+
+=== TEST 32: duplicate key
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: 1
+    cost: 2
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: duplicate key "cost" in a route
+
+=== TEST 33: credit on without credit_account
+--- config
+    location /v1/ { credit on; return 200; }
+--- must_die
+--- error_log
+"credit_account" is required where "credit on" or "credit_balance" is used
+
+=== TEST 34: a missing matrix file
+--- config
+    location /v1/ { credit_matrix /nonexistent/credits.yaml; credit on; credit_account x; return 200; }
+--- must_die
+--- error_log
+cannot open credit matrix "/nonexistent/credits.yaml"
+
+=== TEST 35: bad memcached address
+--- http_config
+    credit_memcached localhost;
+--- config
+    location /v1/ { return 200; }
+--- must_die
+--- error_log
+invalid memcached server "localhost", expected host:port
+
+=== TEST 36: bad memcached timeout
+--- http_config
+    credit_memcached 127.0.0.1:11211 timeout=soon;
+--- config
+    location /v1/ { return 200; }
+--- must_die
+--- error_log
+invalid parameter "timeout=soon"
+
+=== TEST 37: credit on without credit_memcached
+--- http_config
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account x; return 200; }
+--- must_die
+--- error_log
+"credit_memcached" is required where "credit on", "credit_admin" or "credit_balance" is used
+
+=== TEST 38: credit on without a matrix
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+--- config
+    location /v1/ { credit on; credit_account x; return 200; }
+--- must_die
+--- error_log
+"credit on" needs a "credit_matrix"
+
+=== TEST 39: bad refund status
+--- config
+    location /v1/ { credit_refund_status 5xx 99; return 200; }
+--- must_die
+--- error_log
+invalid refund status "99"
+
+=== TEST 40: the shipped example matrices load
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+--- config
+    location /ecom/ { credit_matrix $TEST_NGINX_PROJECT_DIR/conf/matrices/ecomvance.yaml; credit on; credit_account x; return 200; }
+    location /chamevo/ { credit_matrix $TEST_NGINX_PROJECT_DIR/conf/matrices/chamevo.yaml; credit on; credit_account x; return 200; }
+    location /t { return 200 "loaded\n"; }
+--- request
+GET /t
+--- response_body
+loaded
+--- no_error_log
+[emerg]
