@@ -32,6 +32,7 @@ ngx_int_t
 ngx_http_credit_admin_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     rc;
+    ngx_http_credit_rec_t        *rec;
     ngx_http_credit_admin_ctx_t  *ctx;
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_credit_admin_ctx_t));
@@ -54,8 +55,12 @@ ngx_http_credit_admin_handler(ngx_http_request_t *r)
         return ngx_http_credit_admin_start(r, ctx, 0);
     }
 
-    ngx_http_set_ctx(r, ctx, ngx_http_credit_module);
+    rec = ngx_http_credit_get_rec(r, 1);
+    if (rec == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
+    rec->admin = ctx;
     r->request_body_in_single_buf = 1;
 
     rc = ngx_http_read_client_request_body(r, ngx_http_credit_admin_body);
@@ -220,7 +225,7 @@ ngx_http_credit_admin_body(ngx_http_request_t *r)
     ngx_http_credit_admin_ctx_t  *ctx;
     u_char                        buf[64];
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_module);
+    ctx = ngx_http_credit_get_rec(r, 0)->admin;
 
     if (r->request_body == NULL || r->request_body->temp_file) {
         goto invalid;
@@ -315,7 +320,7 @@ ngx_http_credit_admin_start(ngx_http_request_t *r,
     op->done = ngx_http_credit_admin_done;
     op->data = ctx;
 
-    if (ngx_http_credit_op_post(cmcf, op) != NGX_OK) {
+    if (ngx_http_credit_op_submit(cmcf, op) != NGX_OK) {
         ngx_http_credit_op_free(op);
         return ngx_http_credit_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "metering_unavailable",

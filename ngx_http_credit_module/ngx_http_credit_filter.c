@@ -179,7 +179,7 @@ ngx_http_credit_refund(ngx_http_credit_rec_t *rec, const char *why)
     op->pack_amount = rec->pack_charged;
     op->done = ngx_http_credit_refund_done;
 
-    if (ngx_http_credit_op_post(cmcf, op) == NGX_OK) {
+    if (ngx_http_credit_op_submit(cmcf, op) == NGX_OK) {
         return;
     }
 

@@ -166,11 +166,23 @@ typedef struct {
  * module ctx: a request is charged once and refunded at most once.
  */
 typedef struct ngx_http_credit_rec_s  ngx_http_credit_rec_t;
+typedef struct ngx_http_credit_op_s  ngx_http_credit_op_t;
+
+
+/* a place in the per-key queue of a worker: a charge or another op */
+typedef struct {
+    ngx_queue_t                  queue;
+    ngx_http_credit_rec_t       *rec;
+    ngx_http_credit_op_t        *op;
+} ngx_http_credit_wait_t;
+
 
 struct ngx_http_credit_rec_s {
     ngx_http_request_t          *request;
-    ngx_http_credit_rec_t       *next;        /* waiting on the same key */
+    ngx_http_credit_wait_t       wait;
+    ngx_http_credit_rec_t       *next;        /* in the same batch */
     ngx_http_credit_loc_conf_t  *conf;        /* where it was charged */
+    void                        *admin;       /* credit_admin's state */
     ngx_str_t                    account;
     ngx_str_t                    key;
     ngx_str_t                    route;
@@ -210,13 +222,13 @@ struct ngx_http_credit_rec_s {
 #define NGX_HTTP_CREDIT_RC_FAIL         2
 
 
-typedef struct ngx_http_credit_op_s  ngx_http_credit_op_t;
-
 typedef void (*ngx_http_credit_op_done_pt)(ngx_http_credit_op_t *op);
 
 /* one memcached operation on one key, run in the thread pool */
 struct ngx_http_credit_op_s {
     ngx_uint_t                   type;
+    ngx_http_credit_wait_t       wait;
+    void                        *flight;
     u_char                       key[NGX_HTTP_CREDIT_KEY_MAX + 1];
     size_t                       key_len;
     int64_t                      plan_amount;
@@ -266,7 +278,7 @@ ngx_int_t ngx_http_credit_charge(ngx_http_request_t *r,
     ngx_http_credit_rec_t *rec);
 ngx_http_credit_op_t *ngx_http_credit_op_create(ngx_log_t *log,
     ngx_uint_t type, ngx_str_t *key);
-ngx_int_t ngx_http_credit_op_post(ngx_http_credit_main_conf_t *cmcf,
+ngx_int_t ngx_http_credit_op_submit(ngx_http_credit_main_conf_t *cmcf,
     ngx_http_credit_op_t *op);
 void ngx_http_credit_op_free(ngx_http_credit_op_t *op);
 

@@ -28,11 +28,11 @@
 #define NGX_HTTP_CREDIT_VALUE_LEN   (2 * NGX_INT64_LEN + 2)
 
 
+/* the queue of one key in this worker */
 typedef struct {
-    ngx_str_node_t               sn;          /* key: the memcached key */
-    ngx_http_credit_rec_t       *head;        /* waiting charges */
-    ngx_http_credit_rec_t       *tail;
-    size_t                       len;
+    ngx_str_node_t               sn;          /* the memcached key */
+    ngx_queue_t                  pending;     /* ngx_http_credit_wait_t */
+    ngx_uint_t                   busy;        /* an op is in flight */
     u_char                       key[NGX_HTTP_CREDIT_KEY_MAX + 1];
 } ngx_http_credit_flight_t;
 
@@ -60,13 +60,18 @@ typedef struct {
 } ngx_http_credit_item_t;
 
 
+static ngx_int_t ngx_http_credit_submit(ngx_http_credit_store_t *store,
+    ngx_str_t *key, ngx_http_credit_wait_t *w, ngx_log_t *log);
+static ngx_int_t ngx_http_credit_next(ngx_http_credit_store_t *store,
+    ngx_http_credit_flight_t *fl, ngx_http_credit_wait_t **failed);
+static void ngx_http_credit_fail(ngx_http_credit_wait_t *w);
+static void ngx_http_credit_flight_release(ngx_http_credit_store_t *store,
+    ngx_http_credit_flight_t *fl);
+static ngx_int_t ngx_http_credit_op_post(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op);
 static void ngx_http_credit_op_run(void *data, ngx_log_t *log);
 static void ngx_http_credit_op_event(ngx_event_t *ev);
 static void ngx_http_credit_charge_done(ngx_http_credit_op_t *op);
-static ngx_int_t ngx_http_credit_charge_post(ngx_http_credit_store_t *store,
-    ngx_http_credit_flight_t *fl, ngx_log_t *log);
-static ngx_http_credit_flight_t *ngx_http_credit_flight_find(
-    ngx_http_credit_store_t *store, ngx_str_t *key, uint32_t hash);
 static ngx_uint_t ngx_http_credit_read(memcached_st *mc,
     ngx_http_credit_op_t *op, uint64_t *cas, ngx_uint_t *exists);
 static ngx_uint_t ngx_http_credit_write(memcached_st *mc,
@@ -273,60 +278,32 @@ ngx_http_credit_make_key(ngx_pool_t *pool, ngx_str_t *prefix,
 
 
 /*
- * Charges rec->cost to rec->key.  NGX_AGAIN: the request waits for
- * ngx_http_credit_charged(); NGX_ERROR: the store could not take it.
+ * Every operation on a key goes through the key's queue in this worker:
+ * one operation per key is in flight at a time, in arrival order, so a
+ * worker never races itself (no cas conflicts within a worker) and a read
+ * sees the refunds and grants queued before it.  Consecutive charges in
+ * the queue are decided together as one batch.
  */
 
 ngx_int_t
 ngx_http_credit_charge(ngx_http_request_t *r, ngx_http_credit_rec_t *rec)
 {
-    uint32_t                      hash;
-    ngx_http_credit_flight_t     *fl;
-    ngx_http_credit_store_t      *store;
     ngx_http_credit_main_conf_t  *cmcf;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_credit_module);
-    store = cmcf->store;
 
-    if (store == NULL) {
+    if (cmcf->store == NULL) {
         return NGX_ERROR;
     }
 
     rec->next = NULL;
+    rec->wait.rec = rec;
+    rec->wait.op = NULL;
 
-    hash = ngx_crc32_short(rec->key.data, rec->key.len);
-
-    fl = ngx_http_credit_flight_find(store, &rec->key, hash);
-
-    if (fl) {
-        /* a charge of this account is in flight: join the next batch */
-
-        fl->tail->next = rec;
-        fl->tail = rec;
-
-        return NGX_AGAIN;
-    }
-
-    fl = ngx_alloc(sizeof(ngx_http_credit_flight_t), r->connection->log);
-    if (fl == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(fl->key, rec->key.data, rec->key.len);
-    fl->len = rec->key.len;
-    fl->sn.node.key = hash;
-    fl->sn.str.data = fl->key;
-    fl->sn.str.len = fl->len;
-    fl->head = rec;
-    fl->tail = rec;
-
-    ngx_rbtree_insert(&store->flights, &fl->sn.node);
-
-    if (ngx_http_credit_charge_post(store, fl, r->connection->log)
+    if (ngx_http_credit_submit(cmcf->store, &rec->key, &rec->wait,
+                               r->connection->log)
         != NGX_OK)
     {
-        ngx_rbtree_delete(&store->flights, &fl->sn.node);
-        ngx_free(fl);
         return NGX_ERROR;
     }
 
@@ -334,77 +311,66 @@ ngx_http_credit_charge(ngx_http_request_t *r, ngx_http_credit_rec_t *rec)
 }
 
 
-/* sends the waiting charges of a flight as one batch */
+/* NGX_OK: op->done() will be called; NGX_ERROR: not queued, free it */
+
+ngx_int_t
+ngx_http_credit_op_submit(ngx_http_credit_main_conf_t *cmcf,
+    ngx_http_credit_op_t *op)
+{
+    ngx_str_t  key;
+
+    if (cmcf->store == NULL) {
+        return NGX_ERROR;
+    }
+
+    op->store = cmcf->store;
+    op->wait.rec = NULL;
+    op->wait.op = op;
+
+    key.data = op->key;
+    key.len = op->key_len;
+
+    return ngx_http_credit_submit(cmcf->store, &key, &op->wait, op->log);
+}
+
 
 static ngx_int_t
-ngx_http_credit_charge_post(ngx_http_credit_store_t *store,
-    ngx_http_credit_flight_t *fl, ngx_log_t *log)
+ngx_http_credit_submit(ngx_http_credit_store_t *store, ngx_str_t *key,
+    ngx_http_credit_wait_t *w, ngx_log_t *log)
 {
-    ngx_str_t                 key;
-    ngx_uint_t                n;
-    ngx_http_credit_op_t     *op;
-    ngx_http_credit_rec_t    *rec;
-    ngx_http_credit_item_t   *items;
+    uint32_t                   hash;
+    ngx_http_credit_wait_t    *failed;
+    ngx_http_credit_flight_t  *fl;
 
-    n = 0;
-    for (rec = fl->head; rec && n < store->max_batch; rec = rec->next) {
-        n++;
-    }
+    hash = ngx_crc32_short(key->data, key->len);
 
-    key.data = fl->key;
-    key.len = fl->len;
+    fl = (ngx_http_credit_flight_t *)
+             ngx_str_rbtree_lookup(&store->flights, key, hash);
 
-    op = ngx_http_credit_op_create(log, NGX_HTTP_CREDIT_OP_CHARGE, &key);
-    if (op == NULL) {
-        return NGX_ERROR;
-    }
-
-    items = ngx_alloc(n * sizeof(ngx_http_credit_item_t), log);
-    if (items == NULL) {
-        ngx_http_credit_op_free(op);
-        return NGX_ERROR;
-    }
-
-    /* detach the batch from the queue; later arrivals wait for the next */
-
-    op->batch = fl->head;
-    op->nbatch = n;
-    op->data = items;
-    op->done = ngx_http_credit_charge_done;
-
-    rec = fl->head;
-
-    for (n = 0; n < op->nbatch; n++) {
-        items[n].cost = rec->cost;
-        items[n].rc = NGX_HTTP_CREDIT_RC_FAIL;
-
-        if (n + 1 == op->nbatch) {
-            fl->head = rec->next;
-            rec->next = NULL;
-            break;
+    if (fl == NULL) {
+        fl = ngx_alloc(sizeof(ngx_http_credit_flight_t), log);
+        if (fl == NULL) {
+            return NGX_ERROR;
         }
 
-        rec = rec->next;
+        ngx_memcpy(fl->key, key->data, key->len);
+        fl->sn.node.key = hash;
+        fl->sn.str.data = fl->key;
+        fl->sn.str.len = key->len;
+        fl->busy = 0;
+        ngx_queue_init(&fl->pending);
+
+        ngx_rbtree_insert(&store->flights, &fl->sn.node);
     }
 
-    if (fl->head == NULL) {
-        fl->tail = NULL;
+    ngx_queue_insert_tail(&fl->pending, &w->queue);
+
+    if (fl->busy) {
+        return NGX_OK;
     }
 
-    op->store = store;
-
-    if (ngx_http_credit_op_post(NULL, op) != NGX_OK) {
-
-        /* put the batch back in front, the caller fails them */
-
-        rec->next = fl->head;
-        fl->head = op->batch;
-        if (fl->tail == NULL) {
-            fl->tail = rec;
-        }
-
-        ngx_free(items);
-        ngx_http_credit_op_free(op);
+    if (ngx_http_credit_next(store, fl, &failed) == NGX_ERROR) {
+        ngx_http_credit_flight_release(store, fl);
         return NGX_ERROR;
     }
 
@@ -412,54 +378,180 @@ ngx_http_credit_charge_post(ngx_http_credit_store_t *store,
 }
 
 
-static void
-ngx_http_credit_charge_done(ngx_http_credit_op_t *op)
+/*
+ * Posts the head of the queue (a batch of charges, or one op).
+ * NGX_OK: posted; NGX_DONE: nothing waits; NGX_ERROR: the thread pool
+ * refused it, and *failed is the taken-out head for the caller to fail.
+ */
+
+static ngx_int_t
+ngx_http_credit_next(ngx_http_credit_store_t *store,
+    ngx_http_credit_flight_t *fl, ngx_http_credit_wait_t **failed)
 {
-    uint32_t                   hash;
-    ngx_str_t                  key;
-    ngx_uint_t                 i;
-    ngx_http_credit_rec_t     *rec, *next;
-    ngx_http_credit_item_t    *items;
-    ngx_http_credit_store_t   *store;
-    ngx_http_credit_flight_t  *fl;
+    ngx_str_t                 key;
+    ngx_uint_t                n;
+    ngx_queue_t              *q;
+    ngx_http_credit_op_t     *op;
+    ngx_http_credit_rec_t    *rec, *last;
+    ngx_http_credit_wait_t   *w;
+    ngx_http_credit_item_t   *items;
 
-    store = op->store;
-    items = op->data;
-
-    if (op->err[0]) {
-        ngx_log_error(NGX_LOG_ERR, store->log, 0,
-                      "credit: memcached charge of \"%s\" failed: %s",
-                      op->key, op->err);
+    if (ngx_queue_empty(&fl->pending)) {
+        return NGX_DONE;
     }
 
-    key.data = op->key;
-    key.len = op->key_len;
-    hash = ngx_crc32_short(key.data, key.len);
+    q = ngx_queue_head(&fl->pending);
+    w = ngx_queue_data(q, ngx_http_credit_wait_t, queue);
+    *failed = w;
 
-    fl = ngx_http_credit_flight_find(store, &key, hash);
+    if (w->op) {
+        ngx_queue_remove(q);
+        op = w->op;
+        goto post;
+    }
 
-    /* start the next batch before resuming this one's requests */
+    /* consecutive charges make one batch */
 
-    while (fl && fl->head) {
-        if (ngx_http_credit_charge_post(store, fl, store->log) == NGX_OK) {
+    n = 0;
+
+    for (q = ngx_queue_head(&fl->pending);
+         q != ngx_queue_sentinel(&fl->pending) && n < store->max_batch;
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_http_credit_wait_t, queue);
+
+        if (w->rec == NULL) {
             break;
         }
 
-        /* the thread pool refused: fail the waiting ones */
+        n++;
+    }
 
-        for (rec = fl->head; rec; rec = next) {
+    w = *failed;
+    key.data = fl->key;
+    key.len = fl->sn.str.len;
+
+    op = ngx_http_credit_op_create(store->log, NGX_HTTP_CREDIT_OP_CHARGE,
+                                   &key);
+    items = ngx_alloc(n * sizeof(ngx_http_credit_item_t), store->log);
+
+    if (op == NULL || items == NULL) {
+        if (op) {
+            ngx_http_credit_op_free(op);
+        }
+
+        if (items) {
+            ngx_free(items);
+        }
+
+        ngx_queue_remove(&w->queue);
+        w->rec->next = NULL;
+        return NGX_ERROR;
+    }
+
+    op->data = items;
+    op->done = ngx_http_credit_charge_done;
+    op->nbatch = n;
+    op->store = store;
+
+    last = NULL;
+
+    for (n = 0; n < op->nbatch; n++) {
+        q = ngx_queue_head(&fl->pending);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_http_credit_wait_t, queue);
+        rec = w->rec;
+        rec->next = NULL;
+
+        if (last) {
+            last->next = rec;
+
+        } else {
+            op->batch = rec;
+        }
+
+        last = rec;
+
+        items[n].cost = rec->cost;
+        items[n].rc = NGX_HTTP_CREDIT_RC_FAIL;
+    }
+
+post:
+
+    op->flight = fl;
+
+    if (ngx_http_credit_op_post(store, op) != NGX_OK) {
+
+        if (op->type == NGX_HTTP_CREDIT_OP_CHARGE) {
+            /* the batch's recs are failed through the first one */
+            *failed = &op->batch->wait;
+            ngx_free(op->data);
+            ngx_http_credit_op_free(op);
+        }
+
+        return NGX_ERROR;
+    }
+
+    fl->busy = 1;
+
+    return NGX_OK;
+}
+
+
+/* the thread pool refused an op: give its waiters a failure */
+
+static void
+ngx_http_credit_fail(ngx_http_credit_wait_t *w)
+{
+    ngx_http_credit_op_t   *op;
+    ngx_http_credit_rec_t  *rec, *next;
+
+    if (w->rec) {
+
+        /* a charge batch: the recs, and the op made for them, if any */
+
+        for (rec = w->rec; rec; rec = next) {
             next = rec->next;
             rec->next = NULL;
             ngx_http_credit_charged(rec, NGX_HTTP_CREDIT_RC_FAIL);
         }
 
-        fl->head = NULL;
-        fl->tail = NULL;
+        return;
     }
 
-    if (fl && fl->head == NULL) {
+    op = w->op;
+    op->rc = NGX_HTTP_CREDIT_RC_FAIL;
+    ngx_cpystrn((u_char *) op->err, (u_char *) "thread pool queue is full",
+                sizeof(op->err));
+    op->done(op);
+}
+
+
+static void
+ngx_http_credit_flight_release(ngx_http_credit_store_t *store,
+    ngx_http_credit_flight_t *fl)
+{
+    if (!fl->busy && ngx_queue_empty(&fl->pending)) {
         ngx_rbtree_delete(&store->flights, &fl->sn.node);
         ngx_free(fl);
+    }
+}
+
+
+static void
+ngx_http_credit_charge_done(ngx_http_credit_op_t *op)
+{
+    ngx_uint_t               i;
+    ngx_http_credit_rec_t   *rec, *next;
+    ngx_http_credit_item_t  *items;
+
+    items = op->data;
+
+    if (op->err[0]) {
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "credit: memcached charge of \"%s\" failed: %s",
+                      op->key, op->err);
     }
 
     rec = op->batch;
@@ -486,15 +578,6 @@ ngx_http_credit_charge_done(ngx_http_credit_op_t *op)
 
     ngx_free(items);
     ngx_http_credit_op_free(op);
-}
-
-
-static ngx_http_credit_flight_t *
-ngx_http_credit_flight_find(ngx_http_credit_store_t *store, ngx_str_t *key,
-    uint32_t hash)
-{
-    return (ngx_http_credit_flight_t *)
-               ngx_str_rbtree_lookup(&store->flights, key, hash);
 }
 
 
@@ -542,41 +625,52 @@ ngx_http_credit_op_free(ngx_http_credit_op_t *op)
 }
 
 
-ngx_int_t
-ngx_http_credit_op_post(ngx_http_credit_main_conf_t *cmcf,
+static ngx_int_t
+ngx_http_credit_op_post(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op)
 {
     ngx_thread_task_t  *task;
-
-    if (cmcf) {
-        if (cmcf->store == NULL) {
-            return NGX_ERROR;
-        }
-
-        op->store = cmcf->store;
-    }
 
     task = (ngx_thread_task_t *) op - 1;
 
     /* the task's log must outlive the request: use the worker's */
 
-    op->log = op->store->log;
-    task->event.log = op->log;
+    op->store = store;
+    op->log = store->log;
+    task->event.log = store->log;
 
-    return ngx_thread_task_post(op->store->thread_pool, task);
+    return ngx_thread_task_post(store->thread_pool, task);
 }
 
 
 static void
 ngx_http_credit_op_event(ngx_event_t *ev)
 {
-    ngx_thread_task_t     *task;
-    ngx_http_credit_op_t  *op;
+    ngx_thread_task_t         *task;
+    ngx_http_credit_op_t      *op;
+    ngx_http_credit_wait_t    *failed;
+    ngx_http_credit_store_t   *store;
+    ngx_http_credit_flight_t  *fl;
 
     task = ev->data;
     op = task->ctx;
+    store = op->store;
+    fl = op->flight;
+
+    /* start the key's next operation before resuming this one's requests */
+
+    fl->busy = 0;
+
+    while (ngx_http_credit_next(store, fl, &failed) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, store->log, 0,
+                      "credit: cannot queue a memcached operation "
+                      "(thread pool queue full?)");
+        ngx_http_credit_fail(failed);
+    }
 
     op->done(op);
+
+    ngx_http_credit_flight_release(store, fl);
 }
 
 

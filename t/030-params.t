@@ -1,0 +1,250 @@
+# Parameters from the query, headers, path captures and variables; types,
+# defaults, values, min/max; table, tiers, base, times and add costs; and
+# the 400 answers that name the parameter and charge nothing.
+
+use lib 't/helpers';
+use Test::Nginx::Socket 'no_plan';
+use CreditTest;
+
+no_shuffle();
+add_block_preprocessor(\&CreditTest::defaults);
+run_tests();
+
+__DATA__
+
+=== TEST 1: table by a query parameter, default when absent
+--- more_headers
+X-API-Key: t030-1
+--- request eval
+["PUT /credit-admin/t030-1/plan\n1000",
+ "POST /v1/object-removal",
+ "POST /v1/object-removal?resolution=1k",
+ "POST /v1/object-removal?resolution=4k",
+ "POST /v1/object-removal/batch?x=1&resolution=4k&y=2",
+ "GET /credit-admin/t030-1"]
+--- response_headers eval
+["", "X-Credits-Cost: 30", "X-Credits-Cost: 30", "X-Credits-Cost: 60",
+ "X-Credits-Cost: 60", ""]
+--- response_body_like eval
+["", "ok", "ok", "ok", "ok", qq("total":820)]
+
+
+
+=== TEST 2: a value outside "values" is a 400 naming the parameter
+--- more_headers
+X-API-Key: t030-2
+--- request eval
+["PUT /credit-admin/t030-2/plan\n1000",
+ "POST /v1/object-removal?resolution=8k",
+ "POST /v1/object-removal?resolution=4k&resolution=1k",
+ "GET /credit-admin/t030-2"]
+--- error_code eval
+[200, 400, 400, 200]
+--- response_headers eval
+["", "Content-Type: application/json\n!X-Credits-Cost", "", ""]
+--- response_body eval
+[qq({"account":"t030-2","plan":1000,"pack":0,"total":1000}\n),
+ qq({"error":"invalid_parameter","route":"object-removal","param":"resolution","detail":"must be one of: 1k, 2k, 4k"}\n),
+ qq({"error":"invalid_parameter","route":"object-removal","param":"resolution","detail":"is given more than once"}\n),
+ qq({"account":"t030-2","plan":1000,"pack":0,"total":1000}\n)]
+
+
+
+=== TEST 3: a path capture times a base: 100 credits a second
+--- more_headers
+X-API-Key: t030-3
+--- request eval
+["PUT /credit-admin/t030-3/plan\n2000",
+ "POST /v1/reels/4s",
+ "POST /v1/reels/8s",
+ "POST /v1/reels/5s",
+ "GET /credit-admin/t030-3"]
+--- error_code eval
+[200, 200, 200, 400, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 400", "X-Credits-Cost: 800\nX-Credits-Remaining: 800", "", ""]
+--- response_body_like eval
+["", "ok", "ok", qq("param":"seconds","detail":"must be one of: 4, 6, 8"), qq("total":800)]
+
+
+
+=== TEST 4: table times n plus add: header and query parameters
+quality hd = 2 a picture, n = 3, transparent adds 1: 2 * 3 + 1 = 7.
+--- more_headers eval
+["X-API-Key: t030-4",
+ "X-API-Key: t030-4",
+ "X-API-Key: t030-4\nX-Quality: hd",
+ "X-API-Key: t030-4\nX-Quality: hd\nX-Transparent: true",
+ "X-API-Key: t030-4\nX-Quality: ultra",
+ "X-API-Key: t030-4\nX-Transparent: maybe",
+ "X-API-Key: t030-4"]
+--- request eval
+["PUT /credit-admin/t030-4/plan\n100",
+ "POST /v1/images/generations",
+ "POST /v1/images/generations?n=3",
+ "POST /v1/images/generations?n=3",
+ "POST /v1/images/generations",
+ "POST /v1/images/generations",
+ "GET /credit-admin/t030-4"]
+--- error_code eval
+[200, 200, 200, 200, 400, 400, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 1", "X-Credits-Cost: 6", "X-Credits-Cost: 7", "", "", ""]
+--- response_body_like eval
+["", "ok", "ok", "ok",
+ qq("param":"quality","detail":"must be one of: standard, hd"),
+ qq("param":"transparent","detail":"must be a boolean),
+ qq("total":86)]
+
+
+
+=== TEST 5: integer type, min and max
+--- more_headers
+X-API-Key: t030-5
+--- request eval
+["PUT /credit-admin/t030-5/plan\n100",
+ "POST /v1/images/generations?n=0",
+ "POST /v1/images/generations?n=11",
+ "POST /v1/images/generations?n=two",
+ "POST /v1/images/generations?n=10",
+ "GET /credit-admin/t030-5"]
+--- error_code eval
+[200, 400, 400, 400, 200, 200]
+--- response_body_like eval
+["",
+ qq("param":"n","detail":"must be at least 1"),
+ qq("param":"n","detail":"must be at most 10"),
+ qq("param":"n","detail":"must be an integer"),
+ "ok",
+ qq("total":90)]
+
+
+
+=== TEST 6: tiers: the first tier whose upto is at least the value
+--- more_headers
+X-API-Key: t030-6
+--- request eval
+["PUT /credit-admin/t030-6/plan\n100",
+ "GET /v1/upscale?width=1024",
+ "GET /v1/upscale?width=1025",
+ "GET /v1/upscale?width=2048",
+ "GET /v1/upscale?width=16384",
+ "GET /v1/upscale",
+ "GET /v1/upscale?width=16385",
+ "GET /credit-admin/t030-6"]
+--- error_code eval
+[200, 200, 200, 200, 200, 400, 400, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 1", "X-Credits-Cost: 4", "X-Credits-Cost: 4", "X-Credits-Cost: 9", "", "", ""]
+--- response_body_like eval
+["", "ok", "ok", "ok", "ok",
+ qq("param":"width","detail":"is required"),
+ qq("param":"width","detail":"must be at most 16384"),
+ qq("total":82)]
+
+
+
+=== TEST 7: a parameter from an nginx variable
+--- more_headers eval
+["X-API-Key: t030-7", "X-API-Key: t030-7", "X-API-Key: t030-7\nCookie: tier=pro", "X-API-Key: t030-7\nCookie: tier=gold"]
+--- request eval
+["PUT /credit-admin/t030-7/plan\n100",
+ "GET /v1/by-var",
+ "GET /v1/by-var",
+ "GET /v1/by-var"]
+--- error_code eval
+[200, 200, 200, 400]
+--- response_headers eval
+["", "X-Credits-Cost: 3", "X-Credits-Cost: 7\nX-Credits-Remaining: 90", ""]
+
+
+
+=== TEST 8: percent-encoded query values are decoded, "+" is a space
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: styles
+    match: { path: /v1/style }
+    params:
+      style: { from: query, values: ["oil paint", "pencil/ink"] }
+    cost: { by: style, table: { "oil paint": 3, "pencil/ink": 4 } }
+--- more_headers
+X-API-Key: t030-8
+--- request eval
+["PUT /credit-admin/t030-8/plan\n100",
+ "GET /v1/style?style=oil+paint",
+ "GET /v1/style?style=oil%20paint",
+ "GET /v1/style?style=pencil%2Fink",
+ "GET /v1/style?style=oil"]
+--- error_code eval
+[200, 200, 200, 200, 400]
+--- response_headers eval
+["", "X-Credits-Cost: 3", "X-Credits-Cost: 3", "X-Credits-Cost: 4", ""]
+
+
+
+=== TEST 9: a method outside the route's list does not match it
+--- user_files
+>>> credits.yaml
+version: 1
+unmatched: deny
+routes:
+  - name: gen
+    match: { method: [POST, PUT], path: /v1/gen }
+    cost: 2
+--- more_headers
+X-API-Key: t030-9
+--- request eval
+["PUT /credit-admin/t030-9/plan\n100", "POST /v1/gen", "PUT /v1/gen", "GET /v1/gen"]
+--- error_code eval
+[200, 200, 200, 403]
+--- response_body_like eval
+["", "ok POST", "ok PUT", qq({"error":"unpriced_route")]
+
+
+
+=== TEST 10: first match wins, in file order
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: special
+    match: { path: /v1/gen/special }
+    cost: 9
+  - name: any-gen
+    match: { prefix: /v1/gen }
+    cost: 2
+  - name: never
+    match: { path: /v1/gen/special }
+    cost: 100
+--- more_headers
+X-API-Key: t030-10
+--- request eval
+["PUT /credit-admin/t030-10/plan\n100", "POST /v1/gen/special", "POST /v1/gen/other"]
+--- response_headers eval
+["", "X-Credits-Cost: 9\nX-Ledger: charged special 9 9 0 91", "X-Credits-Cost: 2\nX-Ledger: charged any-gen 2 2 0 89"]
+
+
+
+=== TEST 11: boolean spellings
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: gen
+    match: { path: /v1/gen }
+    params:
+      hd: { from: query, type: boolean, default: false }
+    cost: { base: 1, add: { hd: 5 } }
+--- more_headers
+X-API-Key: t030-11
+--- request eval
+["PUT /credit-admin/t030-11/plan\n100",
+ "GET /v1/gen?hd=true", "GET /v1/gen?hd=1", "GET /v1/gen?hd=yes",
+ "GET /v1/gen?hd=false", "GET /v1/gen?hd=0", "GET /v1/gen", "GET /v1/gen?hd=2"]
+--- error_code eval
+[200, 200, 200, 200, 200, 200, 200, 400]
+--- response_headers eval
+["", "X-Credits-Cost: 6", "X-Credits-Cost: 6", "X-Credits-Cost: 6",
+ "X-Credits-Cost: 1", "X-Credits-Cost: 1", "X-Credits-Cost: 1", ""]
