@@ -96,7 +96,7 @@ X-API-Key: t020-5
 [200, 200, 402, 200]
 --- response_headers eval
 ["", "",
- "Content-Type: application/json\nX-Credits-Cost: 50\nX-Credits-Remaining: 15\n!X-Ledger",
+ "Content-Type: application/json\nX-Credits-Cost: 50\nX-Credits-Remaining: 15\nX-Ledger: insufficient image-enhance 50 0 0 15",
  ""]
 --- response_body eval
 [qq({"account":"t020-5","plan":10,"pack":0,"total":10}\n),

@@ -40,7 +40,7 @@ our $DefaultConfig = <<'_EOC_';
     location /v1/ {
         credit on;
         credit_account $http_x_api_key;
-        add_header X-Ledger "$credit_status $credit_route $credit_cost $credit_plan_charged $credit_pack_charged $credit_remaining";
+        add_header X-Ledger "$credit_status $credit_route $credit_cost $credit_plan_charged $credit_pack_charged $credit_remaining" always;
         proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
     }
 
@@ -235,6 +235,19 @@ sub stop {
     return unless $pid;
     kill 'KILL', $pid;
     waitpid($pid, 0);
+}
+
+# helper servers started by "--- init" code are stopped at the end
+our @Servers;
+
+sub slow_server {
+    my $pid = slow_memcached(@_);
+    push @Servers, $pid;
+    return $pid;
+}
+
+END {
+    stop($_) for @Servers;
 }
 
 1;

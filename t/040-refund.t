@@ -1,0 +1,306 @@
+# Refunds: the exact charge goes back to the buckets it came from, once,
+# when the final status is a refund status (default: every 5xx, nginx's own
+# 502/504 included); never for a 4xx.
+
+use lib 't/helpers';
+use Test::Nginx::Socket 'no_plan';
+use CreditTest;
+
+no_shuffle();
+add_block_preprocessor(\&CreditTest::defaults);
+run_tests();
+
+__DATA__
+
+=== TEST 1: an upstream 500 is refunded, once
+--- more_headers
+X-API-Key: t040-1
+--- request eval
+["PUT /credit-admin/t040-1/plan\n100",
+ "POST /v1/fail/500",
+ "GET /credit-admin/t040-1"]
+--- error_code eval
+[200, 500, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 10\nX-Credits-Remaining: 90\nX-Credits-Refunded: 10\nX-Ledger: refunded failing 10 10 0 90", ""]
+--- response_body eval
+[qq({"account":"t040-1","plan":100,"pack":0,"total":100}\n),
+ "boom\n",
+ qq({"account":"t040-1","plan":100,"pack":0,"total":100}\n)]
+--- grep_error_log eval
+qr/credit: refund of \d+ credits/
+--- grep_error_log_out
+credit: refund of 10 credits
+
+
+
+=== TEST 2: an upstream 503 is refunded, a 404 is not
+--- more_headers
+X-API-Key: t040-2
+--- request eval
+["PUT /credit-admin/t040-2/plan\n100",
+ "POST /v1/fail/503",
+ "POST /v1/fail/404",
+ "GET /credit-admin/t040-2"]
+--- error_code eval
+[200, 503, 404, 200]
+--- response_headers eval
+["", "X-Credits-Refunded: 10", "!X-Credits-Refunded\nX-Credits-Cost: 10", ""]
+--- response_body eval
+[qq({"account":"t040-2","plan":100,"pack":0,"total":100}\n),
+ "busy\n",
+ "nope\n",
+ qq({"account":"t040-2","plan":90,"pack":0,"total":90}\n)]
+
+
+
+=== TEST 3: a dead upstream: nginx's own 502 is refunded
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:9;
+    }
+    location /credit-admin/ { credit_admin; }
+--- more_headers
+X-API-Key: t040-3
+--- request eval
+["PUT /credit-admin/t040-3/plan\n100",
+ "POST /v1/background-removal",
+ "GET /credit-admin/t040-3"]
+--- error_code eval
+[200, 502, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 20\nX-Credits-Refunded: 20", ""]
+--- response_body_like eval
+["", "502 Bad Gateway", qq("plan":100,)]
+
+
+
+=== TEST 4: a slow upstream: nginx's own 504 is refunded
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_read_timeout 300ms;
+        proxy_pass http://127.0.0.1:19851;
+    }
+    location /credit-admin/ { credit_admin; }
+--- init
+CreditTest::slow_server(19851, 3);
+--- more_headers
+X-API-Key: t040-4
+--- request eval
+["PUT /credit-admin/t040-4/plan\n100",
+ "POST /v1/background-removal",
+ "GET /credit-admin/t040-4"]
+--- error_code eval
+[200, 504, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 20\nX-Credits-Refunded: 20", ""]
+--- response_body_like eval
+["", "504 Gateway Time-out", qq("plan":100,)]
+
+
+
+=== TEST 5: a refund goes back to the buckets it came from
+10 plan + 50 pack, a 50-credit tool fails: 10 back to plan, 40 to pack.
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        add_header X-Ledger "$credit_status $credit_cost $credit_plan_charged $credit_pack_charged" always;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/v1/fail/500;
+    }
+    location /credit-admin/ { credit_admin; }
+--- more_headers
+X-API-Key: t040-5
+--- request eval
+["PUT /credit-admin/t040-5/plan\n10",
+ "POST /credit-admin/t040-5/pack\n50",
+ "POST /v1/image-enhance",
+ "GET /credit-admin/t040-5"]
+--- error_code eval
+[200, 200, 500, 200]
+--- response_headers eval
+["", "", "X-Ledger: refunded 50 10 40\nX-Credits-Refunded: 50", ""]
+--- response_body eval
+[qq({"account":"t040-5","plan":10,"pack":0,"total":10}\n),
+ qq({"account":"t040-5","plan":10,"pack":50,"total":60}\n),
+ "boom\n",
+ qq({"account":"t040-5","plan":10,"pack":50,"total":60}\n)]
+
+
+
+=== TEST 6: credit_refund_status lists the refund statuses
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        credit_refund_status 500 404;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+    location /credit-admin/ { credit_admin; }
+--- more_headers
+X-API-Key: t040-6
+--- request eval
+["PUT /credit-admin/t040-6/plan\n100",
+ "POST /v1/fail/500",
+ "POST /v1/fail/503",
+ "POST /v1/fail/404",
+ "GET /credit-admin/t040-6"]
+--- error_code eval
+[200, 500, 503, 404, 200]
+--- response_headers eval
+["", "X-Credits-Refunded: 10", "!X-Credits-Refunded", "X-Credits-Refunded: 10", ""]
+--- response_body_like eval
+["", "boom", "busy", "nope", qq("plan":90,)]
+
+
+
+=== TEST 7: error_page to another metered location: charged once, refunded once
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_intercept_errors on;
+        error_page 500 502 503 /v1/sorry;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+    location = /v1/sorry {
+        credit on;
+        credit_account $http_x_api_key;
+        return 503 "sorry\n";
+    }
+    location /credit-admin/ { credit_admin; }
+--- more_headers
+X-API-Key: t040-7
+--- request eval
+["PUT /credit-admin/t040-7/plan\n100",
+ "POST /v1/fail/500",
+ "GET /credit-admin/t040-7"]
+--- error_code eval
+[200, 500, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 10\nX-Credits-Refunded: 10", ""]
+--- response_body eval
+[qq({"account":"t040-7","plan":100,"pack":0,"total":100}\n),
+ "sorry\n",
+ qq({"account":"t040-7","plan":100,"pack":0,"total":100}\n)]
+--- grep_error_log eval
+qr/credit: refund of \d+ credits/
+--- grep_error_log_out
+credit: refund of 10 credits
+
+
+
+=== TEST 8: proxy_next_upstream: a retry that succeeds is charged once, not refunded
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    upstream pair {
+        server 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        server 127.0.0.1:19852;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 502 "first is down\n"; }
+    }
+    server {
+        listen 127.0.0.1:19852;
+        location / { return 200 "second ok\n"; }
+    }
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_next_upstream error timeout http_502 non_idempotent;
+        proxy_pass http://pair;
+    }
+    location /credit-admin/ { credit_admin; }
+--- more_headers
+X-API-Key: t040-8
+--- request eval
+["PUT /credit-admin/t040-8/plan\n100",
+ "POST /v1/background-removal",
+ "POST /v1/background-removal",
+ "GET /credit-admin/t040-8"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 20\n!X-Credits-Refunded", "X-Credits-Cost: 20\n!X-Credits-Refunded", ""]
+--- response_body eval
+[qq({"account":"t040-8","plan":100,"pack":0,"total":100}\n),
+ "second ok\n", "second ok\n",
+ qq({"account":"t040-8","plan":60,"pack":0,"total":60}\n)]
+--- no_error_log
+credit: refund of
+
+
+
+=== TEST 9: proxy_next_upstream: every try fails: one refund
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    upstream pair {
+        server 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        server 127.0.0.1:19852;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 502 "first is down\n"; }
+    }
+    server {
+        listen 127.0.0.1:19852;
+        location / { return 502 "second is down\n"; }
+    }
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_next_upstream error timeout http_502 non_idempotent;
+        proxy_pass http://pair;
+    }
+    location /credit-admin/ { credit_admin; }
+--- more_headers
+X-API-Key: t040-9
+--- request eval
+["PUT /credit-admin/t040-9/plan\n100",
+ "POST /v1/background-removal",
+ "GET /credit-admin/t040-9"]
+--- error_code eval
+[200, 502, 200]
+--- response_headers eval
+["", "X-Credits-Refunded: 20", ""]
+--- response_body_like eval
+["", "is down", qq("plan":100,)]
+--- grep_error_log eval
+qr/credit: refund of \d+ credits/
+--- grep_error_log_out
+credit: refund of 20 credits
+
+
+
+=== TEST 10: credit_refund_status off: failures are not refunded
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        credit_refund_status off;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+    location /credit-admin/ { credit_admin; }
+--- more_headers
+X-API-Key: t040-10
+--- request eval
+["PUT /credit-admin/t040-10/plan\n100",
+ "POST /v1/fail/500",
+ "GET /credit-admin/t040-10"]
+--- error_code eval
+[200, 500, 200]
+--- response_headers eval
+["", "!X-Credits-Refunded", ""]
+--- response_body_like eval
+["", "boom", qq("plan":90,)]
