@@ -247,6 +247,7 @@ sub slow_server {
 }
 
 END {
+    local $?;
     stop($_) for @Servers;
 }
 
