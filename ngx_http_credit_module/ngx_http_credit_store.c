@@ -186,7 +186,7 @@ ngx_http_credit_store_exit(ngx_http_credit_main_conf_t *cmcf)
 
 /*
  * The memcached key of an account: the prefix, then the id with every
- * byte outside [A-Za-z0-9._~:@!$'()*+,;-] as %XX, which is injective and
+ * byte outside [A-Za-z0-9._~:@!$'()*+,;=/-] as %XX, which is injective and
  * leaves no space or control byte for the protocol.  An id whose key
  * would pass 250 bytes is keyed by "#" and its SHA-1 instead ("#" never
  * appears in the escaped form, so the two kinds cannot meet).
@@ -204,11 +204,11 @@ ngx_http_credit_make_key(ngx_pool_t *pool, ngx_str_t *prefix,
 
     static u_char  hex[] = "0123456789abcdef";
 
-    static uint32_t  safe[] = {
+    static uint32_t  escape[] = {
         0xffffffff, /* 1111 1111 1111 1111  1111 1111 1111 1111 */
 
                     /* ?>=< ;:98 7654 3210  /.-, +*)( '&%$ #"!  */
-        0xa4008462, /* 1010 0100 0000 0000  1000 0100 0110 0010 */
+        0xd000006d, /* 1101 0000 0000 0000  0000 0000 0110 1101 */
 
                     /* _^]\ [ZYX WVUT SRQP  ONML KJIH GFED CBA@ */
         0x78000000, /* 0111 1000 0000 0000  0000 0000 0000 0000 */
@@ -222,13 +222,11 @@ ngx_http_credit_make_key(ngx_pool_t *pool, ngx_str_t *prefix,
         0xffffffff  /* 1111 1111 1111 1111  1111 1111 1111 1111 */
     };
 
-    /* safe[] marks the bytes to escape */
-
     len = prefix->len;
 
     for (i = 0; i < account->len; i++) {
         c = account->data[i];
-        len += (safe[c >> 5] & (1U << (c & 0x1f))) ? 3 : 1;
+        len += (escape[c >> 5] & (1U << (c & 0x1f))) ? 3 : 1;
     }
 
     if (len <= NGX_HTTP_CREDIT_KEY_MAX) {
@@ -243,7 +241,7 @@ ngx_http_credit_make_key(ngx_pool_t *pool, ngx_str_t *prefix,
         for (i = 0; i < account->len; i++) {
             c = account->data[i];
 
-            if (safe[c >> 5] & (1U << (c & 0x1f))) {
+            if (escape[c >> 5] & (1U << (c & 0x1f))) {
                 *p++ = '%';
                 *p++ = hex[c >> 4];
                 *p++ = hex[c & 0xf];

@@ -1,0 +1,178 @@
+# The error answers: 401 missing_account, 403 unpriced_route, unmatched
+# free, and memcached down with credit_fail closed (503 + Retry-After) or
+# open (passes uncharged, logged).
+
+use lib 't/helpers';
+use Test::Nginx::Socket 'no_plan';
+use CreditTest;
+
+no_shuffle();
+add_block_preprocessor(\&CreditTest::defaults);
+run_tests();
+
+__DATA__
+
+=== TEST 1: no account is a 401, nothing reaches the upstream
+--- request
+POST /v1/background-removal
+--- error_code: 401
+--- response_headers
+Content-Type: application/json
+!X-Credits-Cost
+--- response_body
+{"error":"missing_account","route":"background-removal","detail":"the request names no account"}
+
+
+
+=== TEST 2: an empty account is a 401 too
+--- more_headers
+X-API-Key:
+--- request
+POST /v1/background-removal
+--- error_code: 401
+--- response_body_like: "error":"missing_account"
+
+
+
+=== TEST 3: no route matches and unmatched: deny: 403
+--- more_headers
+X-API-Key: t050-3
+--- request
+POST /v1/teleport
+--- error_code: 403
+--- response_body
+{"error":"unpriced_route","detail":"no route of the cost matrix matches this request"}
+
+
+
+=== TEST 4: unmatched: free passes at cost 0, without an account
+--- user_files
+>>> credits.yaml
+version: 1
+unmatched: free
+routes:
+  - name: gen
+    match: { path: /v1/gen }
+    cost: 3
+--- request eval
+["GET /v1/docs", "GET /v1/gen"]
+--- error_code eval
+[200, 401]
+--- response_headers eval
+["X-Credits-Cost: 0\n!X-Credits-Remaining", ""]
+--- response_body_like eval
+["ok GET /v1/docs", "missing_account"]
+
+
+
+=== TEST 5: memcached unreachable, credit_fail closed: 503 with Retry-After
+--- http_config
+    credit_memcached 127.0.0.1:19853 timeout=200ms connect_timeout=100ms;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        add_header X-Status $credit_status always;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+    location /credit-admin/ { credit_admin; }
+--- more_headers
+X-API-Key: t050-5
+--- request eval
+["POST /v1/background-removal", "GET /credit-admin/t050-5"]
+--- error_code eval
+[503, 503]
+--- response_headers eval
+["Retry-After: 1\nX-Status: error\nContent-Type: application/json", "Retry-After: 1"]
+--- response_body eval
+[qq({"error":"metering_unavailable","route":"background-removal","detail":"credit metering is unavailable, retry later"}\n),
+ qq({"error":"metering_unavailable","detail":"memcached is unreachable"}\n)]
+--- error_log
+refused (credit_fail closed)
+
+
+
+=== TEST 6: memcached unreachable, credit_fail open: passes uncharged, logged
+--- http_config
+    credit_memcached 127.0.0.1:19853 timeout=200ms connect_timeout=100ms;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- config
+    location /v1/ {
+        credit on;
+        credit_fail open;
+        credit_account $http_x_api_key;
+        add_header X-Status $credit_status always;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+--- more_headers
+X-API-Key: t050-6
+--- request
+POST /v1/background-removal
+--- error_code: 200
+--- response_headers
+X-Status: unmetered
+!X-Credits-Cost
+--- response_body
+ok
+--- error_log
+credit: memcached unavailable, request of "t050-6" passed uncharged (credit_fail open)
+
+
+
+=== TEST 7: a stalled memcached fails within the timeout
+--- http_config
+    credit_memcached 127.0.0.1:19854 timeout=300ms;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+--- init
+CreditTest::slow_server(19854, 5);
+--- more_headers
+X-API-Key: t050-7
+--- request
+POST /v1/background-removal
+--- timeout: 2
+--- error_code: 503
+--- response_body_like: metering_unavailable
+--- error_log
+credit: memcached charge of "credit:t050-7" failed
+
+
+
+=== TEST 8: a request to a location without credit is not metered
+--- config
+    location /v1/ {
+        return 200 "plain\n";
+    }
+--- request
+POST /v1/background-removal
+--- response_headers
+!X-Credits-Cost
+--- response_body
+plain
+
+
+
+=== TEST 9: HEAD gets the error status and headers without a body
+--- more_headers
+X-API-Key: t050-9-nobody
+--- request
+HEAD /v1/upscale?width=10
+--- error_code: 402
+--- response_headers
+X-Credits-Cost: 1
+X-Credits-Remaining: 0
+--- response_body:
