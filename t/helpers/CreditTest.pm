@@ -246,9 +246,74 @@ sub slow_server {
     return $pid;
 }
 
+# A second nginx with the module, sharing the test memcached: another
+# edge server of the same deployment.  Stopped at the end.
+our @Nginx2;
+
+sub start_second_nginx {
+    my ($port, $workers) = @_;
+    $workers ||= 2;
+    my $root = ($ENV{TEST_NGINX_SERVER_ROOT} || Cwd::cwd() . '/t/servroot')
+               . "-$port";
+    system("rm -rf $root; mkdir -p $root/conf $root/logs");
+    my $load = join '', map { "load_module $_;\n" } grep { $_ }
+               split /\s+/, ($ENV{TEST_NGINX_LOAD_MODULES} || '');
+    my $mc = $ENV{TEST_NGINX_MEMCACHED_PORT};
+    my $dir = $ENV{TEST_NGINX_PROJECT_DIR};
+    my $user = $> == 0 ? "user root;" : "";
+    my $backend = $port + 1;
+    open my $out, '>', "$root/conf/nginx.conf" or die $!;
+    print $out <<_EOC_;
+$load
+$user
+worker_processes $workers;
+daemon on;
+master_process on;
+error_log $root/logs/error.log info;
+pid $root/logs/nginx.pid;
+events { worker_connections 1024; accept_mutex off; }
+http {
+    access_log off;
+    credit_memcached 127.0.0.1:$mc;
+    credit_matrix $dir/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$port;
+        location /v1/ {
+            credit on;
+            credit_account \$http_x_api_key;
+            proxy_pass http://127.0.0.1:$backend;
+        }
+    }
+    server {
+        listen 127.0.0.1:$backend;
+        location / { return 200 "edge2\n"; }
+    }
+}
+_EOC_
+    close $out;
+    my $bin = $ENV{TEST_NGINX_BINARY} || 'nginx';
+    system("$bin -p $root/ -c $root/conf/nginx.conf") == 0
+        or die "second nginx did not start";
+    push @Nginx2, $root;
+    for (1 .. 100) {
+        last if IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp');
+        sleep 0.02;
+    }
+    return $root;
+}
+
 END {
     local $?;
     stop($_) for @Servers;
+    for my $root (@Nginx2) {
+        if (open my $in, '<', "$root/logs/nginx.pid") {
+            my $pid = <$in>;
+            chomp $pid;
+            kill 'QUIT', $pid if $pid;
+        }
+    }
 }
 
 1;

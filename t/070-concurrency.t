@@ -1,0 +1,113 @@
+# Exactness under concurrency: across workers and across two nginx servers
+# sharing memcached, the successful charges never exceed the grant (no
+# overdraw) and a request is refused only when the balance really is below
+# its cost (no false rejections).
+
+use lib 't/helpers';
+use Test::Nginx::Socket 'no_plan';
+use CreditTest;
+
+master_on();
+workers(2);
+worker_connections(1024);
+log_level('warn');
+no_shuffle();
+add_block_preprocessor(\&CreditTest::defaults);
+
+# [status, ...] of $n concurrent POSTs of $uri by $account, alternating
+# between the ports given
+sub main::storm {
+    my ($account, $uri, $n, @ports) = @_;
+    @ports = ($CreditTest::Port) unless @ports;
+    my @reqs = map {
+        ['POST', $uri, { 'X-API-Key' => $account }, '', $ports[$_ % @ports]]
+    } 0 .. $n - 1;
+    return CreditTest::concurrent(@reqs);
+}
+
+sub main::count {
+    my ($status, @res) = @_;
+    return scalar grep { $_->[0] == $status } @res;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: 200 concurrent requests of cost 50 on 1000 credits: exactly 20 pass
+--- init
+CreditTest::grant('t070-1', 600, 400);
+my @res = main::storm('t070-1', '/v1/image-enhance', 200);
+Test::More::is(main::count(200, @res), 20, "20 requests charged");
+Test::More::is(main::count(402, @res), 180, "180 refused with 402");
+--- request
+GET /credit-admin/t070-1
+--- response_body
+{"account":"t070-1","plan":0,"pack":0,"total":0}
+
+
+
+=== TEST 2: two nginx servers, one memcached: still exactly 20
+--- init
+CreditTest::start_second_nginx(19870);
+CreditTest::grant('t070-2', 1000, 0);
+my @res = main::storm('t070-2', '/v1/image-enhance', 200,
+                      $CreditTest::Port, 19870);
+Test::More::is(main::count(200, @res), 20, "20 requests charged");
+Test::More::is(main::count(402, @res), 180, "180 refused with 402");
+my $edge2 = grep { $_->[0] == 200 && $_->[2] eq "edge2\n" } @res;
+Test::More::ok($edge2 > 0, "the second server charged some ($edge2)");
+--- request
+GET /credit-admin/t070-2
+--- response_body
+{"account":"t070-2","plan":0,"pack":0,"total":0}
+
+
+
+=== TEST 3: mixed costs: charges add up, every refusal was real
+Costs 20 and 50 race on 500 plan + 333 pack; afterwards the credits
+charged plus the balance left equal the grant, and every refused request
+costs more than what is left (balances only fall here).
+--- init
+CreditTest::grant('t070-3', 500, 333);
+my @reqs = map {
+    ['POST', ($_ % 3 ? '/v1/background-removal' : '/v1/image-enhance'),
+     { 'X-API-Key' => 't070-3' }, '']
+} 0 .. 149;
+my @res = CreditTest::concurrent(@reqs);
+my ($charged, $bad) = (0, 0);
+for my $r (@res) {
+    if ($r->[0] == 200) {
+        $charged += $r->[1]{'x-credits-cost'};
+    } elsif ($r->[0] != 402) {
+        $bad++;
+    }
+}
+my $left = CreditTest::balance('t070-3');
+my ($total) = $left =~ /"total":(\d+)/;
+Test::More::is($bad, 0, "only 200 and 402 answers");
+Test::More::is($charged + $total, 833, "charged $charged + left $total = granted");
+my @refused = map { $_->[1]{'x-credits-cost'} } grep { $_->[0] == 402 } @res;
+my @false = grep { $_ <= $total } @refused;
+Test::More::is(scalar @false, 0, "no refusal of a request that fits ($total left)");
+--- request
+GET /credit-admin/t070-3
+--- response_body_like: "account":"t070-3"
+
+
+
+=== TEST 4: concurrent grants and charges on one account lose nothing
+--- init
+CreditTest::grant('t070-4', 0, 0);
+my @reqs;
+for my $i (0 .. 99) {
+    push @reqs, ['POST', '/credit-admin/t070-4/pack', {}, '10'];
+    push @reqs, ['POST', '/v1/background-removal', { 'X-API-Key' => 't070-4' }, ''];
+}
+my @res = CreditTest::concurrent(@reqs);
+my $charged = 20 * scalar grep { $_->[0] == 200 && exists $_->[1]{'x-credits-cost'} } @res;
+my ($total) = CreditTest::balance('t070-4') =~ /"total":(\d+)/;
+Test::More::is($charged + $total, 1000, "granted 1000 = charged $charged + left $total");
+--- request
+GET /credit-admin/t070-4
+--- response_body_like: "account":"t070-4"
