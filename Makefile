@@ -54,13 +54,16 @@ test: build
 
 check-mem: setup
 	@./scripts/build-asan
+	@rm -rf $(BUILD)/asan && mkdir -p $(BUILD)/asan
 	@TEST_NGINX_BINARY=$(BUILD)/nginx-asan/objs/nginx TEST_NGINX_LOAD_MODULES= \
-	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:log_path=$(BUILD)/asan \
-	    TEST_NGINX_CHECK_ASAN=$(BUILD)/asan \
+	    ASAN_OPTIONS=detect_leaks=1:log_path=$(BUILD)/asan/report \
 	    ./scripts/run-tests $(TEST_FILES)
+	@./scripts/check-asan-reports $(BUILD)/asan
 
 static: setup
 	@./scripts/build-static
+	@TEST_NGINX_BINARY=$(BUILD)/nginx-static/objs/nginx TEST_NGINX_LOAD_MODULES= \
+	    ./scripts/run-tests $(TEST_FILES)
 
 bench: build
 	@./scripts/bench
