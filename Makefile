@@ -29,14 +29,17 @@ setup:
 
 build: setup $(MODULE)
 
-$(MODULE): $(SOURCES)
+# Debian's nginx source and configure flags, plus this module; configured
+# again whenever the addon file changes
+$(BUILD)/nginx-dyn/objs/Makefile: config
 	@mkdir -p $(BUILD)
-	@if [ ! -f $(BUILD)/nginx-dyn/objs/Makefile ]; then \
-	    rm -rf $(BUILD)/nginx-dyn && cp -r $(NGINX_SRC) $(BUILD)/nginx-dyn && \
-	    cd $(BUILD)/nginx-dyn && . ./conf_flags && \
+	@rm -rf $(BUILD)/nginx-dyn && cp -r $(NGINX_SRC) $(BUILD)/nginx-dyn
+	@cd $(BUILD)/nginx-dyn && . ./conf_flags && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" \
 	        --add-dynamic-module=$(TOP) > $(BUILD)/configure-dyn.log 2>&1 \
-	    || { tail -20 $(BUILD)/configure-dyn.log; exit 1; }; fi
+	    || { tail -20 $(BUILD)/configure-dyn.log; exit 1; }
+
+$(MODULE): $(SOURCES) $(BUILD)/nginx-dyn/objs/Makefile
 	$(MAKE) -s -C $(BUILD)/nginx-dyn -f objs/Makefile modules \
 	    CFLAGS="$$(sed -n 's/^CFLAGS = //p' \
 	        $(BUILD)/nginx-dyn/objs/Makefile) -Werror"

@@ -19,6 +19,11 @@ static ngx_int_t ngx_http_credit_start(ngx_http_request_t *r,
 static ngx_int_t ngx_http_credit_send_error(ngx_http_request_t *r,
     ngx_http_credit_rec_t *rec);
 static void ngx_http_credit_wait_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_credit_read_body(ngx_http_request_t *r,
+    ngx_http_credit_route_t *rt, ngx_http_credit_rec_t *rec);
+static void ngx_http_credit_body_handler(ngx_http_request_t *r);
+static void ngx_http_credit_too_large(ngx_http_credit_route_t *rt,
+    ngx_http_credit_rec_t *rec);
 
 
 ngx_int_t
@@ -43,6 +48,7 @@ ngx_http_credit_handler(ngx_http_request_t *r)
         switch (rec->state) {
 
         case NGX_HTTP_CREDIT_STATE_WAIT:
+        case NGX_HTTP_CREDIT_STATE_BODY:
             return NGX_AGAIN;
 
         case NGX_HTTP_CREDIT_STATE_DONE:
@@ -73,8 +79,13 @@ ngx_http_credit_handler(ngx_http_request_t *r)
 
     rc = ngx_http_credit_start(r, clcf, rec);
 
-    if (rc == NGX_AGAIN) {
-        return NGX_AGAIN;
+    if (rc == NGX_AGAIN || rc == NGX_DONE) {
+        return rc;
+    }
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        rec->state = NGX_HTTP_CREDIT_STATE_DONE;
+        return rc;
     }
 
     rec->state = NGX_HTTP_CREDIT_STATE_DONE;
@@ -137,6 +148,29 @@ ngx_http_credit_start(ngx_http_request_t *r, ngx_http_credit_loc_conf_t *clcf,
         return NGX_OK;
     }
 
+    if (rt->needs_body) {
+
+        /* only routes with body parameters read the body first */
+
+        if (!rec->body_read) {
+            return ngx_http_credit_read_body(r, rt, rec);
+        }
+
+        rc = ngx_http_credit_body_params(r, rt, rec);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            rec->status = NGX_HTTP_CREDIT_ST_INVALID;
+            if (rec->http_status == 0) {
+                rec->http_status = NGX_HTTP_BAD_REQUEST;
+            }
+            return NGX_OK;
+        }
+    }
+
     rc = ngx_http_credit_price(r, rt, captures, rec);
 
     if (rc == NGX_ERROR) {
@@ -179,6 +213,88 @@ ngx_http_credit_start(ngx_http_request_t *r, ngx_http_credit_loc_conf_t *clcf,
     ngx_http_credit_charged(rec, NGX_HTTP_CREDIT_RC_FAIL);
 
     return NGX_OK;
+}
+
+
+/*
+ * Reads the body before pricing, as the mirror module does: nginx keeps
+ * it (preserve_body) and proxy_pass sends the same bytes, from memory or
+ * from the temp file.  NGX_DONE: the body handler resumes the phases.
+ */
+
+static ngx_int_t
+ngx_http_credit_read_body(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
+    ngx_http_credit_rec_t *rec)
+{
+    ngx_int_t  rc;
+
+    if (r->headers_in.content_length_n > (off_t) rec->conf->body_limit) {
+        ngx_http_credit_too_large(rt, rec);
+        return NGX_OK;
+    }
+
+    rec->state = NGX_HTTP_CREDIT_STATE_BODY;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_credit_body_handler);
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+
+        /* client_max_body_size said no: answer in JSON like the rest */
+
+        rec->state = NGX_HTTP_CREDIT_STATE_NEW;
+        ngx_http_credit_too_large(rt, rec);
+        return NGX_OK;
+    }
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_credit_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_credit_rec_t  *rec;
+
+    rec = ngx_http_credit_get_rec(r, 0);
+
+    rec->body_read = 1;
+    rec->state = NGX_HTTP_CREDIT_STATE_NEW;
+
+    r->preserve_body = 1;
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+static void
+ngx_http_credit_too_large(ngx_http_credit_route_t *rt,
+    ngx_http_credit_rec_t *rec)
+{
+    ngx_uint_t                i;
+    ngx_http_credit_param_t  *p;
+
+    p = rt->params.elts;
+
+    for (i = 0; i < rt->params.nelts; i++) {
+        if (p[i].from == NGX_HTTP_CREDIT_FROM_JSON
+            || p[i].from == NGX_HTTP_CREDIT_FROM_FORM)
+        {
+            rec->param = p[i].name;
+            break;
+        }
+    }
+
+    ngx_str_set(&rec->detail, "the body is larger than credit_body_limit");
+
+    rec->status = NGX_HTTP_CREDIT_ST_INVALID;
+    rec->http_status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
 }
 
 

@@ -44,6 +44,8 @@ static ngx_int_t ngx_http_credit_match(ngx_http_credit_yaml_t *y,
     yaml_node_t *node, ngx_http_credit_route_t *rt);
 static ngx_int_t ngx_http_credit_param(ngx_http_credit_yaml_t *y,
     yaml_node_t *name, yaml_node_t *node, ngx_http_credit_route_t *rt);
+static ngx_int_t ngx_http_credit_json_path(ngx_http_credit_yaml_t *y,
+    yaml_node_t *node, ngx_http_credit_param_t *p);
 static ngx_int_t ngx_http_credit_param_value(ngx_http_credit_yaml_t *y,
     yaml_node_t *node, ngx_http_credit_param_t *p,
     ngx_http_credit_value_t *v, ngx_uint_t check);
@@ -51,6 +53,8 @@ static ngx_int_t ngx_http_credit_cost(ngx_http_credit_yaml_t *y,
     yaml_node_t *node, ngx_http_credit_route_t *rt);
 static ngx_int_t ngx_http_credit_cost_table(ngx_http_credit_yaml_t *y,
     yaml_node_t *node, ngx_http_credit_route_t *rt);
+static ngx_int_t ngx_http_credit_cost_grid(ngx_http_credit_yaml_t *y,
+    yaml_node_t *by, yaml_node_t *node, ngx_http_credit_route_t *rt);
 static ngx_int_t ngx_http_credit_cost_tiers(ngx_http_credit_yaml_t *y,
     yaml_node_t *node, ngx_http_credit_route_t *rt);
 static ngx_int_t ngx_http_credit_cost_times(ngx_http_credit_yaml_t *y,
@@ -834,10 +838,21 @@ ngx_http_credit_param(ngx_http_credit_yaml_t *y, yaml_node_t *name,
     case NGX_HTTP_CREDIT_FROM_JSON:
     case NGX_HTTP_CREDIT_FROM_FORM:
 
-        return ngx_http_credit_error(y, f[0], "parameter \"%V\": \"from: "
-                                     "%V\" (request body parameters) is not "
-                                     "supported yet", &p->name,
-                                     &ngx_http_credit_from_names[p->from]);
+        if (++rt->body_params > NGX_HTTP_CREDIT_MAX_BODY_PARAMS) {
+            return ngx_http_credit_error(y, f[0], "a route may have at most "
+                                         "%d body parameters",
+                                         NGX_HTTP_CREDIT_MAX_BODY_PARAMS);
+        }
+
+        rt->needs_body = 1;
+
+        if (p->from == NGX_HTTP_CREDIT_FROM_JSON
+            && ngx_http_credit_json_path(y, f[1] ? f[1] : name, p) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        break;
 
     default:
         break;
@@ -940,6 +955,61 @@ ngx_http_credit_param(ngx_http_credit_yaml_t *y, yaml_node_t *name,
 }
 
 
+/* "options.size" -> options, size; "images.0.size": 0 is also an index */
+
+static ngx_int_t
+ngx_http_credit_json_path(ngx_http_credit_yaml_t *y, yaml_node_t *node,
+    ngx_http_credit_param_t *p)
+{
+    u_char                     *s, *last, *dot;
+    ngx_http_credit_segment_t  *seg;
+
+    p->path = ngx_array_create(y->cf->pool, 2,
+                               sizeof(ngx_http_credit_segment_t));
+    if (p->path == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = p->key.data;
+    last = s + p->key.len;
+
+    for ( ;; ) {
+        dot = ngx_strlchr(s, last, '.');
+        if (dot == NULL) {
+            dot = last;
+        }
+
+        if (dot == s) {
+            return ngx_http_credit_error(y, node, "invalid JSON key \"%V\": "
+                                         "empty step", &p->key);
+        }
+
+        if (p->path->nelts == NGX_HTTP_CREDIT_MAX_JSON_DEPTH) {
+            return ngx_http_credit_error(y, node, "JSON key \"%V\" is too "
+                                         "deep", &p->key);
+        }
+
+        seg = ngx_array_push(p->path);
+        if (seg == NULL) {
+            return NGX_ERROR;
+        }
+
+        seg->name.data = s;
+        seg->name.len = dot - s;
+        seg->index = (seg->name.len < 10)
+                     ? ngx_atoi(seg->name.data, seg->name.len) : NGX_ERROR;
+
+        if (dot == last) {
+            break;
+        }
+
+        s = dot + 1;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_credit_param_value(ngx_http_credit_yaml_t *y, yaml_node_t *node,
     ngx_http_credit_param_t *p, ngx_http_credit_value_t *v, ngx_uint_t check)
@@ -1020,6 +1090,19 @@ ngx_http_credit_cost(ngx_http_credit_yaml_t *y, yaml_node_t *node,
                                          "of \"table\" or \"tiers\"");
         }
 
+        if (f[1]->type == YAML_SEQUENCE_NODE) {
+            if (f[3]) {
+                return ngx_http_credit_error(y, f[3], "\"tiers\" need one "
+                                             "\"by\" parameter, not a list");
+            }
+
+            if (ngx_http_credit_cost_grid(y, f[1], f[2], rt) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            goto times;
+        }
+
         by = ngx_http_credit_param_ref(y, f[1], f[3]
                                        ? NGX_HTTP_CREDIT_TYPE_INTEGER
                                        : NGX_CONF_UNSET_UINT,
@@ -1039,6 +1122,8 @@ ngx_http_credit_cost(ngx_http_credit_yaml_t *y, yaml_node_t *node,
             return NGX_ERROR;
         }
     }
+
+times:
 
     if (f[4] && ngx_http_credit_cost_times(y, f[4], rt) != NGX_OK) {
         return NGX_ERROR;
@@ -1180,6 +1265,221 @@ ngx_http_credit_cost_table(ngx_http_credit_yaml_t *y, yaml_node_t *node,
         return ngx_http_credit_error(y, node, "the table has no price for "
                                      "\"%V\", the default of parameter "
                                      "\"%V\"", &p->def.str, &p->name);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * by: [quality, size] with table keys "hd,1024x1024": one price per
+ * combination; when every parameter declares its values, every
+ * combination must have a price.
+ */
+
+static ngx_int_t
+ngx_http_credit_cost_grid(ngx_http_credit_yaml_t *y, yaml_node_t *by,
+    yaml_node_t *node, ngx_http_credit_route_t *rt)
+{
+    u_char                   *s, *last, *comma, *d;
+    size_t                    len;
+    ngx_int_t                 n;
+    ngx_str_t                 part, detail;
+    ngx_uint_t                i, k, nby, combos, c, *idx;
+    yaml_node_t              *key;
+    yaml_node_pair_t         *pair;
+    yaml_node_item_t         *item;
+    ngx_http_credit_param_t  *p;
+    ngx_http_credit_value_t   v, *vals;
+    ngx_http_credit_entry_t  *e, *entries;
+    u_char                    buf[1024];
+
+    nby = by->data.sequence.items.top - by->data.sequence.items.start;
+
+    if (nby < 2 || nby > 4) {
+        return ngx_http_credit_error(y, by, "a \"by\" list names 2 to 4 "
+                                     "parameters");
+    }
+
+    rt->cost.grid = ngx_array_create(y->cf->pool, nby, sizeof(ngx_uint_t));
+    if (rt->cost.grid == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (item = by->data.sequence.items.start;
+         item < by->data.sequence.items.top;
+         item++)
+    {
+        n = ngx_http_credit_param_ref(y, ngx_http_credit_node(y, *item),
+                                      NGX_CONF_UNSET_UINT, "\"by\"");
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        idx = ngx_array_push(rt->cost.grid);
+        if (idx == NULL) {
+            return NGX_ERROR;
+        }
+
+        *idx = n;
+    }
+
+    rt->cost.by = *(ngx_uint_t *) rt->cost.grid->elts;
+    idx = rt->cost.grid->elts;
+    p = rt->params.elts;
+
+    if (node->type != YAML_MAPPING_NODE
+        || node->data.mapping.pairs.top == node->data.mapping.pairs.start)
+    {
+        return ngx_http_credit_error(y, node, "\"table\" must be a "
+                                     "non-empty mapping");
+    }
+
+    rt->cost.table = ngx_array_create(y->cf->pool, 8,
+                                      sizeof(ngx_http_credit_entry_t));
+    if (rt->cost.table == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top;
+         pair++)
+    {
+        key = ngx_http_credit_node(y, pair->key);
+
+        if (ngx_http_credit_scalar(y, key, &part, "a table key") != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        s = part.data;
+        last = s + part.len;
+        d = buf;
+
+        /* each comma-separated part is a value of its parameter */
+
+        for (k = 0; k < nby; k++) {
+            comma = (k + 1 < nby) ? ngx_strlchr(s, last, ',') : last;
+
+            if (comma == NULL) {
+                return ngx_http_credit_error(y, key, "table key \"%*s\" "
+                                             "needs %ui comma-separated "
+                                             "values", last - part.data,
+                                             part.data, nby);
+            }
+
+            part.data = s;
+            part.len = comma - s;
+
+            if (ngx_http_credit_parse_value(y->cf->pool, &p[idx[k]], &part,
+                                            &v, &detail)
+                    != NGX_OK
+                || (p[idx[k]].values
+                    && ngx_http_credit_check_value(y->cf->pool, &p[idx[k]],
+                                                   &v, &detail)
+                       != NGX_OK))
+            {
+                return ngx_http_credit_error(y, key, "table key part \"%V\" "
+                                             "of parameter \"%V\": %V",
+                                             &part, &p[idx[k]].name,
+                                             &detail);
+            }
+
+            if ((size_t) (buf + sizeof(buf) - d) < v.str.len + 1) {
+                return ngx_http_credit_error(y, key, "table key too long");
+            }
+
+            if (k) {
+                *d++ = ',';
+            }
+
+            d = ngx_cpymem(d, v.str.data, v.str.len);
+            s = comma + 1;
+        }
+
+        e = ngx_array_push(rt->cost.table);
+        if (e == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = d - buf;
+        e->value.str.len = len;
+        e->value.str.data = ngx_pnalloc(y->cf->pool, len);
+        if (e->value.str.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(e->value.str.data, buf, len);
+        e->value.num = 0;
+
+        if (ngx_http_credit_integer(y, ngx_http_credit_node(y, pair->value),
+                                    &e->cost, 0, "a table cost")
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        entries = rt->cost.table->elts;
+
+        for (i = 0; i < rt->cost.table->nelts - 1; i++) {
+            if (entries[i].value.str.len == len
+                && ngx_strncmp(entries[i].value.str.data, buf, len) == 0)
+            {
+                return ngx_http_credit_error(y, key, "duplicate table entry "
+                                             "\"%*s\"", len, buf);
+            }
+        }
+    }
+
+    /* every combination of declared values needs a price */
+
+    combos = 1;
+
+    for (k = 0; k < nby; k++) {
+        if (p[idx[k]].values == NULL) {
+            return NGX_OK;
+        }
+
+        combos *= p[idx[k]].values->nelts;
+    }
+
+    if (combos > 65536) {
+        return NGX_OK;
+    }
+
+    entries = rt->cost.table->elts;
+
+    for (c = 0; c < combos; c++) {
+        d = buf;
+        n = c;
+
+        for (k = 0; k < nby; k++) {
+            vals = p[idx[k]].values->elts;
+            v = vals[n % p[idx[k]].values->nelts];
+            n /= p[idx[k]].values->nelts;
+
+            if ((size_t) (buf + sizeof(buf) - d) < v.str.len + 1) {
+                return NGX_OK;
+            }
+
+            if (k) {
+                *d++ = ',';
+            }
+
+            d = ngx_cpymem(d, v.str.data, v.str.len);
+        }
+
+        for (i = 0; i < rt->cost.table->nelts; i++) {
+            if (entries[i].value.str.len == (size_t) (d - buf)
+                && ngx_strncmp(entries[i].value.str.data, buf, d - buf) == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == rt->cost.table->nelts) {
+            return ngx_http_credit_error(y, node, "the table has no price "
+                                         "for \"%*s\"", d - buf, buf);
+        }
     }
 
     return NGX_OK;

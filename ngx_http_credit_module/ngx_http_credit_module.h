@@ -54,6 +54,17 @@
 #define NGX_HTTP_CREDIT_ST_ERROR            9
 
 
+#define NGX_HTTP_CREDIT_MAX_BODY_PARAMS  64
+#define NGX_HTTP_CREDIT_MAX_JSON_DEPTH   64
+
+
+/* one step of a JSON key path: "options.size", "images.0.size" */
+typedef struct {
+    ngx_str_t                    name;
+    ngx_int_t                    index;       /* array index, or -1 */
+} ngx_http_credit_segment_t;
+
+
 /* a parameter value, canonical: "4k", "42", "true" */
 typedef struct {
     ngx_str_t                    str;
@@ -67,6 +78,7 @@ typedef struct {
     ngx_uint_t                   from;
     ngx_uint_t                   type;
     ngx_int_t                    index;       /* variable or capture */
+    ngx_array_t                 *path;        /* json: segments */
     ngx_array_t                 *values;      /* ngx_http_credit_value_t */
     ngx_http_credit_value_t      def;
     int64_t                      min;
@@ -100,6 +112,7 @@ typedef struct {
 typedef struct {
     int64_t                      base;
     ngx_int_t                    by;          /* param index or -1 */
+    ngx_array_t                 *grid;        /* by: [a, b]: ngx_uint_t */
     ngx_array_t                 *table;       /* ngx_http_credit_entry_t */
     ngx_array_t                 *tiers;       /* ngx_http_credit_tier_t */
     ngx_array_t                 *times;       /* ngx_uint_t param index */
@@ -119,6 +132,7 @@ typedef struct {
     ngx_array_t                  params;      /* ngx_http_credit_param_t */
     ngx_http_credit_cost_t       cost;
     ngx_uint_t                   line;
+    ngx_uint_t                   body_params; /* json and form ones */
     unsigned                     needs_body:1;
 } ngx_http_credit_route_t;
 
@@ -187,6 +201,7 @@ struct ngx_http_credit_rec_s {
     ngx_str_t                    key;
     ngx_str_t                    route;
     ngx_str_t                    param;       /* the bad one, for 400 */
+    ngx_str_t                   *body_values; /* per param; NULL: absent */
     ngx_str_t                    detail;
     int64_t                      cost;
     int64_t                      plan_charged;
@@ -261,6 +276,12 @@ ngx_http_credit_route_t *ngx_http_credit_find_route(ngx_http_request_t *r,
 ngx_int_t ngx_http_credit_price(ngx_http_request_t *r,
     ngx_http_credit_route_t *route, int *captures,
     ngx_http_credit_rec_t *rec);
+ngx_int_t ngx_http_credit_arg(ngx_pool_t *pool, ngx_str_t *args,
+    ngx_str_t *key, ngx_str_t *raw);
+
+/* body.c */
+ngx_int_t ngx_http_credit_body_params(ngx_http_request_t *r,
+    ngx_http_credit_route_t *rt, ngx_http_credit_rec_t *rec);
 ngx_int_t ngx_http_credit_parse_value(ngx_pool_t *pool,
     ngx_http_credit_param_t *p, ngx_str_t *raw,
     ngx_http_credit_value_t *v, ngx_str_t *detail);

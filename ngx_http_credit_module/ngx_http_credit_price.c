@@ -10,10 +10,8 @@
 
 
 static ngx_int_t ngx_http_credit_read_param(ngx_http_request_t *r,
-    ngx_http_credit_param_t *p, int *captures, ngx_str_t *raw,
-    ngx_str_t *detail);
-static ngx_int_t ngx_http_credit_query_arg(ngx_http_request_t *r,
-    ngx_str_t *key, ngx_str_t *raw);
+    ngx_http_credit_param_t *p, ngx_str_t *body, int *captures,
+    ngx_str_t *raw, ngx_str_t *detail);
 static ngx_int_t ngx_http_credit_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *raw);
 static ngx_int_t ngx_http_credit_invalid(ngx_http_request_t *r,
@@ -111,11 +109,11 @@ ngx_http_credit_price(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
     int64_t                   cost, m;
     ngx_int_t                 rc;
     ngx_str_t                 raw, detail;
-    ngx_uint_t                i, *times;
+    ngx_uint_t                i, *times, *idx;
     ngx_http_credit_add_t    *add;
     ngx_http_credit_tier_t   *tier;
     ngx_http_credit_param_t  *p;
-    ngx_http_credit_value_t  *values, *v;
+    ngx_http_credit_value_t  *values, *v, grid;
     ngx_http_credit_entry_t  *e;
 
     p = rt->params.elts;
@@ -133,7 +131,10 @@ ngx_http_credit_price(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
 
         ngx_str_null(&detail);
 
-        rc = ngx_http_credit_read_param(r, &p[i], captures, &raw, &detail);
+        rc = ngx_http_credit_read_param(r, &p[i],
+                                        rec->body_values
+                                        ? &rec->body_values[i] : NULL,
+                                        captures, &raw, &detail);
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
@@ -172,6 +173,32 @@ ngx_http_credit_price(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
     } else {
         v = &values[rt->cost.by];
         cost = -1;
+
+        if (rt->cost.grid) {
+            grid.str.len = 0;
+            grid.str.data = ngx_pnalloc(r->pool, 1024);
+            if (grid.str.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            idx = rt->cost.grid->elts;
+
+            for (i = 0; i < rt->cost.grid->nelts; i++) {
+                if (grid.str.len + values[idx[i]].str.len + 1 > 1024) {
+                    break;
+                }
+
+                if (i) {
+                    grid.str.data[grid.str.len++] = ',';
+                }
+
+                ngx_memcpy(grid.str.data + grid.str.len,
+                           values[idx[i]].str.data, values[idx[i]].str.len);
+                grid.str.len += values[idx[i]].str.len;
+            }
+
+            v = &grid;
+        }
 
         if (rt->cost.table) {
             e = rt->cost.table->elts;
@@ -279,7 +306,7 @@ ngx_http_credit_invalid(ngx_http_request_t *r, ngx_http_credit_rec_t *rec,
 
 static ngx_int_t
 ngx_http_credit_read_param(ngx_http_request_t *r, ngx_http_credit_param_t *p,
-    int *captures, ngx_str_t *raw, ngx_str_t *detail)
+    ngx_str_t *body, int *captures, ngx_str_t *raw, ngx_str_t *detail)
 {
     ngx_int_t                   rc;
     ngx_http_variable_value_t  *vv;
@@ -287,8 +314,20 @@ ngx_http_credit_read_param(ngx_http_request_t *r, ngx_http_credit_param_t *p,
     switch (p->from) {
 
     case NGX_HTTP_CREDIT_FROM_QUERY:
-        rc = ngx_http_credit_query_arg(r, &p->key, raw);
+        rc = ngx_http_credit_arg(r->pool, &r->args, &p->key, raw);
         break;
+
+    case NGX_HTTP_CREDIT_FROM_JSON:
+    case NGX_HTTP_CREDIT_FROM_FORM:
+
+        /* extracted from the body beforehand, see body.c */
+
+        if (body == NULL || body->data == NULL) {
+            return NGX_DONE;
+        }
+
+        *raw = *body;
+        return NGX_OK;
 
     case NGX_HTTP_CREDIT_FROM_HEADER:
         rc = ngx_http_credit_header(r, &p->key, raw);
@@ -332,21 +371,25 @@ ngx_http_credit_read_param(ngx_http_request_t *r, ngx_http_credit_param_t *p,
 }
 
 
-/* the unescaped value of a query argument; "+" is a space */
+/*
+ * The unescaped value of argument "key" in "a=1&b=2" (a query string or
+ * an urlencoded body); "+" is a space.  NGX_DONE: absent; NGX_DECLINED:
+ * given more than once.
+ */
 
-static ngx_int_t
-ngx_http_credit_query_arg(ngx_http_request_t *r, ngx_str_t *key,
+ngx_int_t
+ngx_http_credit_arg(ngx_pool_t *pool, ngx_str_t *args, ngx_str_t *key,
     ngx_str_t *raw)
 {
     u_char     *p, *last, *name, *eq, *end, *dst, *src;
     ngx_str_t   found;
 
-    if (r->args.len == 0) {
+    if (args->len == 0) {
         return NGX_DONE;
     }
 
-    p = r->args.data;
-    last = p + r->args.len;
+    p = args->data;
+    last = p + args->len;
     found.data = NULL;
     found.len = 0;
 
@@ -378,7 +421,7 @@ ngx_http_credit_query_arg(ngx_http_request_t *r, ngx_str_t *key,
         return NGX_DONE;
     }
 
-    dst = ngx_pnalloc(r->pool, found.len);
+    dst = ngx_pnalloc(pool, found.len + 1);
     if (dst == NULL) {
         return NGX_ERROR;
     }

@@ -211,8 +211,8 @@ X-API-Key: t020-10
 [qq({"account":"t020-10","plan":30,"pack":0,"total":30}\n),
  qq({"account":"t020-10","plan":30,"pack":5,"total":35}\n),
  "ok\n",
- qr/insufficient_credits/,
- qr/invalid_parameter/,
+ qq({"error":"insufficient_credits","route":"background-removal","cost":20,"remaining":15,"detail":"the balance is below the cost of this request"}\n),
+ qq({"error":"invalid_parameter","route":"object-removal","param":"resolution","detail":"must be one of: 1k, 2k, 4k"}\n),
  "charged|t020-10|background-removal|20|20|0|15|200
 insufficient|t020-10|background-removal|20|0|0|15|402
 invalid|t020-10|object-removal|-|0|0|-|400

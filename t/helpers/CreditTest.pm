@@ -20,6 +20,7 @@ $ENV{TEST_NGINX_BACKEND_PORT} ||= 1985;
 $ENV{TEST_NGINX_PROJECT_DIR} ||= Cwd::cwd();
 
 our $Port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+our @Servers;
 
 our $DefaultHttpConfig = <<'_EOC_';
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
@@ -237,9 +238,63 @@ sub stop {
     waitpid($pid, 0);
 }
 
-# helper servers started by "--- init" code are stopped at the end
-our @Servers;
+# An upstream that answers what it received: "LENGTH MD5\n" of the
+# request body, so tests see that the body reached it byte for byte.
+our %Echo;
 
+sub echo_server {
+    my ($port) = @_;
+    return if $Echo{$port};
+    require Digest::MD5;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                  LocalPort => $port, Listen => 64,
+                                  ReuseAddr => 1, Proto => 'tcp')
+        or die "listen $port: $!";
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid) {
+        close $l;
+        $Echo{$port} = $pid;
+        push @Servers, $pid;
+        return;
+    }
+    local $SIG{CHLD} = 'IGNORE';
+    while (my $c = $l->accept) {
+        my $kid = fork;
+        next if !defined $kid || $kid;
+        my $buf = '';
+        while ($buf !~ /\r\n\r\n/) {
+            my $n = sysread($c, $buf, 65536, length $buf);
+            POSIX::_exit(0) unless $n;
+        }
+        my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+        my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
+        $len //= 0;
+        while (length $body < $len) {
+            my $n = sysread($c, $body, 65536, length $body);
+            last unless $n;
+        }
+        my $out = length($body) . ' ' . Digest::MD5::md5_hex($body) . "\n";
+        syswrite($c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
+                     . "Content-Length: " . length($out) . "\r\n\r\n$out");
+        POSIX::_exit(0);
+    }
+    POSIX::_exit(0);
+}
+
+# a body in chunked transfer encoding, as one chunk
+sub chunked {
+    my ($body) = @_;
+    return sprintf("%x\r\n%s\r\n0\r\n\r\n", length $body, $body);
+}
+
+sub md5_line {
+    my ($body) = @_;
+    require Digest::MD5;
+    return length($body) . ' ' . Digest::MD5::md5_hex($body) . "\n";
+}
+
+# helper servers started by "--- init" code are stopped at the end
 sub slow_server {
     my $pid = slow_memcached(@_);
     push @Servers, $pid;

@@ -1,0 +1,345 @@
+# Parameters from the request body: JSON (top-level fields, dotted paths,
+# array indexes), urlencoded and multipart forms; bodies in memory, in temp
+# files, chunked, after "Expect: 100-continue"; every bad body is a 400 (or
+# 413) that charges nothing; the upstream gets the body byte for byte (the
+# echo upstream answers "LENGTH MD5" of what it received).
+
+use lib 't/helpers';
+use Test::Nginx::Socket 'no_plan';
+use CreditTest;
+
+our $BodyConfig = <<'_EOC_';
+    client_body_buffer_size 16k;
+
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        credit_matrix $TEST_NGINX_PROJECT_DIR/conf/matrices/openai.yaml;
+        add_header X-Ledger "$credit_status $credit_cost" always;
+        proxy_pass http://127.0.0.1:19900;
+    }
+
+    location ~ ^/v1/(batch|form)$ {
+        credit on;
+        credit_account $http_x_api_key;
+        credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits-body.yaml;
+        add_header X-Ledger "$credit_status $credit_cost" always;
+        proxy_pass http://127.0.0.1:19900;
+    }
+
+    location /credit-admin/ { credit_admin; }
+_EOC_
+
+our %B = (
+    gen    => '{"prompt":"a red fox in snow","n":2,"quality":"hd","size":"1792x1024"}',
+    big    => '{"n":3,"image":"' . ('QUJD' x 500_000) . '","size":"1024x1792"}',
+    mp     => join("\r\n",
+                   '--XyZ',
+                   'Content-Disposition: form-data; name="image"; filename="n.png"',
+                   'Content-Type: image/png',
+                   '',
+                   "\x89PNG\r\n\x1a\nbinary--XyZ-not-a-boundary\x00\xff",
+                   '--XyZ',
+                   'Content-Disposition: form-data; name="n"',
+                   '',
+                   '2',
+                   '--XyZ',
+                   'Content-Disposition: form-data; name="size"',
+                   '',
+                   '512x512',
+                   '--XyZ--'),
+);
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('config', $BodyConfig) unless defined $block->config;
+    $block->set_value('init', "CreditTest::echo_server(19900);\n"
+                              . ($block->init // ''));
+    CreditTest::defaults($block);
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: JSON: quality x size times n, and the upstream gets the same bytes
+hd + 1792x1024 = 12 a picture, n = 2: 24.
+--- more_headers
+X-API-Key: t120-1
+Content-Type: application/json
+--- request eval
+["PUT /credit-admin/t120-1/plan\n100",
+ "POST /v1/images/generations\n$::B{gen}",
+ "GET /credit-admin/t120-1"]
+--- response_headers eval
+["", "X-Credits-Cost: 24\nX-Credits-Remaining: 76", ""]
+--- response_body eval
+[qq({"account":"t120-1","plan":100,"pack":0,"total":100}\n),
+ CreditTest::md5_line($::B{gen}),
+ qq({"account":"t120-1","plan":76,"pack":0,"total":76}\n)]
+
+
+
+=== TEST 2: absent fields take their defaults; so does an empty body
+--- more_headers eval
+["X-API-Key: t120-2",
+ "X-API-Key: t120-2\nContent-Type: application/json",
+ "X-API-Key: t120-2",
+ "X-API-Key: t120-2\nContent-Type: application/json"]
+--- request eval
+["PUT /credit-admin/t120-2/plan\n100",
+ "POST /v1/images/generations\n{\"prompt\":\"x\"}",
+ "POST /v1/images/generations",
+ "POST /v1/images/generations\n{\"n\":null,\"quality\":\"standard\"}"]
+--- response_headers eval
+["", "X-Credits-Cost: 4", "X-Credits-Cost: 4", "X-Credits-Cost: 4\nX-Credits-Remaining: 88"]
+
+
+
+=== TEST 3: dotted paths and array indexes
+--- more_headers
+X-API-Key: t120-3
+Content-Type: application/json
+--- request eval
+["PUT /credit-admin/t120-3/plan\n1000",
+ "POST /v1/batch\n{\"images\":[{\"size\":\"m\"},{\"size\":\"s\"}],\"options\":{\"hd\":true}}",
+ "POST /v1/batch\n{\"options\":{\"x\":[1,{\"y\":2}]},\"images\":[{\"size\":\"s\",\"size2\":\"m\"}]}",
+ "POST /v1/batch\n{\"images\":[],\"options\":{\"hd\":\"true\"}}",
+ "POST /v1/videos\n{\"duration\":8,\"options\":{\"resolution\":\"1080p\"},\"prompt\":\"waves\"}",
+ "POST /v1/videos\n{\"options\":{\"resolution\":\"4k\"}}",
+ "GET /credit-admin/t120-3"]
+--- error_code eval
+[200, 200, 200, 400, 200, 400, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 12", "X-Credits-Cost: 1", "", "X-Credits-Cost: 200", "", ""]
+--- response_body_like eval
+["", "", "",
+ qq("param":"first","detail":"is required"),
+ "",
+ qq("route":"video-generation","param":"duration","detail":"is required"),
+ qq("total":787)]
+
+
+
+=== TEST 4: numbers: integers only for integer parameters
+--- more_headers
+X-API-Key: t120-4
+Content-Type: application/json
+--- request eval
+["PUT /credit-admin/t120-4/plan\n100",
+ "POST /v1/images/generations\n{\"n\":2.0}",
+ "POST /v1/images/generations\n{\"n\":1e1}",
+ "POST /v1/images/generations\n{\"n\":\"3\"}",
+ "POST /v1/images/generations\n{\"n\":11}",
+ "GET /credit-admin/t120-4"]
+--- error_code eval
+[200, 400, 400, 200, 400, 200]
+--- response_body_like eval
+["",
+ qq("param":"n","detail":"must be an integer"),
+ qq("param":"n","detail":"must be an integer"),
+ "",
+ qq("param":"n","detail":"must be at most 10"),
+ qq("total":88)]
+
+
+
+=== TEST 5: a field given twice, a nested object where a value belongs
+--- more_headers
+X-API-Key: t120-5
+Content-Type: application/json
+--- request eval
+["PUT /credit-admin/t120-5/plan\n100",
+ "POST /v1/images/generations\n{\"n\":1,\"n\":2}",
+ "POST /v1/images/generations\n{\"n\":{\"value\":2}}",
+ "GET /credit-admin/t120-5"]
+--- error_code eval
+[200, 400, 400, 200]
+--- response_body eval
+[qq({"account":"t120-5","plan":100,"pack":0,"total":100}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"is given more than once"}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"must be a single value, not an object or an array"}\n),
+ qq({"account":"t120-5","plan":100,"pack":0,"total":100}\n)]
+
+
+
+=== TEST 6: malformed JSON, a wrong content type, a non-object body: 400, nothing charged
+--- more_headers eval
+["X-API-Key: t120-6",
+ "X-API-Key: t120-6\nContent-Type: application/json",
+ "X-API-Key: t120-6\nContent-Type: application/json",
+ "X-API-Key: t120-6\nContent-Type: text/plain",
+ "X-API-Key: t120-6\nContent-Type: application/json",
+ "X-API-Key: t120-6\nContent-Type: application/vnd.api+json",
+ "X-API-Key: t120-6"]
+--- request eval
+["PUT /credit-admin/t120-6/plan\n100",
+ "POST /v1/images/generations\n{\"n\":2,",
+ "POST /v1/images/generations\n{\"n\":2}}",
+ "POST /v1/images/generations\n{\"n\":2}",
+ "POST /v1/images/generations\n[{\"n\":2}]",
+ "POST /v1/images/generations\n{\"n\":2}",
+ "GET /credit-admin/t120-6"]
+--- error_code eval
+[200, 400, 400, 400, 400, 200, 200]
+--- response_body eval
+[qq({"account":"t120-6","plan":100,"pack":0,"total":100}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"the body is not valid JSON"}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"the body is not valid JSON"}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"needs a JSON body (Content-Type: application/json)"}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"needs a JSON object body"}\n),
+ CreditTest::md5_line('{"n":2}'),
+ qq({"account":"t120-6","plan":92,"pack":0,"total":92}\n)]
+
+
+
+=== TEST 7: urlencoded form fields
+--- more_headers eval
+["X-API-Key: t120-7",
+ "X-API-Key: t120-7\nContent-Type: application/x-www-form-urlencoded",
+ "X-API-Key: t120-7\nContent-Type: application/x-www-form-urlencoded",
+ "X-API-Key: t120-7\nContent-Type: application/json",
+ "X-API-Key: t120-7"]
+--- request eval
+["PUT /credit-admin/t120-7/plan\n100",
+ "POST /v1/form\nn=3&kind=b&note=a+b%26c",
+ "POST /v1/form\nn=1&n=2",
+ "POST /v1/form\n{\"n\":1}",
+ "GET /credit-admin/t120-7"]
+--- error_code eval
+[200, 200, 400, 400, 200]
+--- response_body eval
+[qq({"account":"t120-7","plan":100,"pack":0,"total":100}\n),
+ CreditTest::md5_line("n=3&kind=b&note=a+b%26c"),
+ qq({"error":"invalid_parameter","route":"form","param":"n","detail":"is given more than once"}\n),
+ qq({"error":"invalid_parameter","route":"form","param":"n","detail":"needs a form body (Content-Type: application/x-www-form-urlencoded or multipart/form-data)"}\n),
+ qq({"account":"t120-7","plan":85,"pack":0,"total":85}\n)]
+
+
+
+=== TEST 8: multipart: fields beside a file; a truncated body is a 400
+--- more_headers eval
+["X-API-Key: t120-8",
+ "X-API-Key: t120-8\nContent-Type: multipart/form-data; boundary=XyZ",
+ "X-API-Key: t120-8\nContent-Type: multipart/form-data; boundary=XyZ",
+ "X-API-Key: t120-8\nContent-Type: multipart/form-data; boundary=\"XyZ\"",
+ "X-API-Key: t120-8"]
+--- request eval
+["PUT /credit-admin/t120-8/plan\n100",
+ "POST /v1/images/edits\n$::B{mp}",
+ "POST /v1/images/edits\n" . substr($::B{mp}, 0, -12),
+ "POST /v1/images/edits\n$::B{mp}",
+ "GET /credit-admin/t120-8"]
+--- error_code eval
+[200, 200, 400, 200, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 4", "!X-Credits-Cost", "X-Credits-Cost: 4", ""]
+--- response_body eval
+[qq({"account":"t120-8","plan":100,"pack":0,"total":100}\n),
+ CreditTest::md5_line($::B{mp}),
+ qq({"error":"invalid_parameter","route":"image-edit","param":"n","detail":"the multipart body is malformed or truncated"}\n),
+ CreditTest::md5_line($::B{mp}),
+ qq({"account":"t120-8","plan":92,"pack":0,"total":92}\n)]
+
+
+
+=== TEST 9: a 2 MB JSON body in a temp file: priced, and forwarded intact
+--- more_headers
+X-API-Key: t120-9
+Content-Type: application/json
+--- request eval
+["PUT /credit-admin/t120-9/plan\n100",
+ "POST /v1/images/generations\n$::B{big}",
+ "GET /credit-admin/t120-9"]
+--- response_headers eval
+["", "X-Credits-Cost: 24", ""]
+--- response_body eval
+[qq({"account":"t120-9","plan":100,"pack":0,"total":100}\n), CreditTest::md5_line($::B{big}), qq({"account":"t120-9","plan":76,"pack":0,"total":76}\n)]
+--- error_log
+a client request body is buffered to a temporary file
+
+
+
+=== TEST 10: a chunked request body
+--- more_headers eval
+["X-API-Key: t120-10",
+ "X-API-Key: t120-10\nContent-Type: application/json\nTransfer-Encoding: chunked",
+ "X-API-Key: t120-10"]
+--- request eval
+["PUT /credit-admin/t120-10/plan\n100",
+ "POST /v1/images/generations\n8\r\n{\"n\":2, \r\nf\r\n\"quality\":\"hd\"}\r\n0\r\n\r\n",
+ "GET /credit-admin/t120-10"]
+--- response_headers eval
+["", "X-Credits-Cost: 16", ""]
+--- response_body eval
+[qq({"account":"t120-10","plan":100,"pack":0,"total":100}\n), CreditTest::md5_line('{"n":2, "quality":"hd"}'), qq({"account":"t120-10","plan":84,"pack":0,"total":84}\n)]
+
+
+
+=== TEST 11: Expect: 100-continue: the client sends its body after the go-ahead
+--- init
+CreditTest::grant('t120-11', 100);
+my $body = '{"n":3}';
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $CreditTest::Port, Proto => 'tcp') or die $!;
+print $s "POST /v1/images/generations HTTP/1.1\r\nHost: localhost\r\nX-API-Key: t120-11\r\n"
+         . "Content-Type: application/json\r\nContent-Length: " . length($body)
+         . "\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+my $first = '';
+sysread($s, $first, 4096);
+Test::More::like($first, qr{^HTTP/1\.1 100 Continue\r\n}, "nginx asks for the body");
+print $s $body;
+local $/;
+my $rest = <$s>;
+Test::More::like($rest, qr{X-Credits-Cost: 12\r\n}, "then prices it");
+Test::More::like($rest, qr{\r\n\r\n7 [0-9a-f]{32}\n$}, "and forwards it");
+--- request
+GET /credit-admin/t120-11
+--- response_body
+{"account":"t120-11","plan":88,"pack":0,"total":88}
+
+
+
+=== TEST 12: over credit_body_limit, or client_max_body_size: 413, nothing charged
+A Content-Length above client_max_body_size is refused by nginx itself
+before any module runs (its own 413 page); a chunked body that grows past
+it is refused while being read, and answered here in JSON.
+--- config
+    location /v1/images/generations {
+        credit on;
+        credit_account $http_x_api_key;
+        credit_matrix $TEST_NGINX_PROJECT_DIR/conf/matrices/openai.yaml;
+        credit_body_limit 1k;
+        proxy_pass http://127.0.0.1:19900;
+    }
+    location /v1/videos {
+        credit on;
+        credit_account $http_x_api_key;
+        credit_matrix $TEST_NGINX_PROJECT_DIR/conf/matrices/openai.yaml;
+        client_max_body_size 1k;
+        proxy_pass http://127.0.0.1:19900;
+    }
+    location /credit-admin/ { credit_admin; }
+--- more_headers eval
+["X-API-Key: t120-12",
+ "X-API-Key: t120-12\nContent-Type: application/json",
+ "X-API-Key: t120-12\nContent-Type: application/json\nTransfer-Encoding: chunked",
+ "X-API-Key: t120-12\nContent-Type: application/json\nTransfer-Encoding: chunked",
+ "X-API-Key: t120-12\nContent-Type: application/json",
+ "X-API-Key: t120-12"]
+--- request eval
+["PUT /credit-admin/t120-12/plan\n100",
+ "POST /v1/images/generations\n{\"n\":1,\"pad\":\"" . ('x' x 2000) . "\"}",
+ "POST /v1/images/generations\n" . CreditTest::chunked('{"n":1,"pad":"' . ('x' x 1984) . '"}'),
+ "POST /v1/videos\n" . CreditTest::chunked('{"duration":1,"pad":"' . ('x' x 2000) . '"}'),
+ "POST /v1/images/generations\n{\"n\":1}",
+ "GET /credit-admin/t120-12"]
+--- error_code eval
+[200, 413, 413, 413, 200, 200]
+--- response_body eval
+[qq({"account":"t120-12","plan":100,"pack":0,"total":100}\n),
+ qq({"error":"body_too_large","route":"image-generation","param":"n","detail":"the body is larger than credit_body_limit"}\n),
+ qq({"error":"body_too_large","route":"image-generation","param":"n","detail":"the body is larger than credit_body_limit"}\n),
+ qq({"error":"body_too_large","route":"video-generation","param":"duration","detail":"the body is larger than credit_body_limit"}\n),
+ CreditTest::md5_line('{"n":1}'),
+ qq({"account":"t120-12","plan":96,"pack":0,"total":96}\n)]
