@@ -548,6 +548,7 @@ invalid refund status "99"
 --- config
     location /ecom/ { credit_matrix $TEST_NGINX_PROJECT_DIR/conf/matrices/ecomvance.yaml; credit on; credit_account x; return 200; }
     location /chamevo/ { credit_matrix $TEST_NGINX_PROJECT_DIR/conf/matrices/chamevo.yaml; credit on; credit_account x; return 200; }
+    location /openai/ { credit_matrix $TEST_NGINX_PROJECT_DIR/conf/matrices/openai.yaml; credit on; credit_account x; return 200; }
     location /t { return 200 "loaded\n"; }
 --- request
 GET /t
@@ -555,3 +556,80 @@ GET /t
 loaded
 --- no_error_log
 [emerg]
+
+=== TEST 41: a price grid missing a combination
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      q: { from: json, values: [standard, hd] }
+      s: { from: json, values: [small, large] }
+    cost:
+      by: [q, s]
+      table: { "standard,small": 1, "standard,large": 2, "hd,small": 3 }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:10: the table has no price for "hd,large" (route "a")
+
+
+
+=== TEST 42: a price grid key with a value outside the parameter's values
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      q: { from: json, values: [standard, hd] }
+      s: { from: query, type: integer }
+    cost:
+      by: [q, s]
+      table: { "standard,1": 1, "ultra,2": 2 }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:10: table key part "ultra" of parameter "q": must be one of: standard, hd (route "a")
+
+
+
+=== TEST 43: an empty step in a JSON key
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      size: { from: json, key: options..size }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+invalid JSON key "options..size": empty step
+
+
+
+=== TEST 44: tiers with a list of "by" parameters
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      w: { from: query, type: integer }
+      h: { from: query, type: integer }
+    cost: { by: [w, h], tiers: [ { cost: 1 } ] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+"tiers" need one "by" parameter, not a list (route "a")
