@@ -3,7 +3,7 @@
  * ngx_http_credit_module: content handlers.  credit_admin reads and sets
  * balances (GET ACCOUNT, PUT ACCOUNT/plan, POST ACCOUNT/pack);
  * credit_balance answers the caller's own balance.  The memcached work
- * runs in the thread pool like a charge.
+ * goes through the same per-key queues as a charge.
  */
 
 
@@ -324,7 +324,7 @@ ngx_http_credit_admin_start(ngx_http_request_t *r,
         ngx_http_credit_op_free(op);
         return ngx_http_credit_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "metering_unavailable",
-                                           "the thread pool queue is full");
+                                           "memcached is unreachable");
     }
 
     if (ctx->type == NGX_HTTP_CREDIT_OP_GET) {

@@ -1,7 +1,7 @@
 
 /*
  * ngx_http_credit_module: the request state machine, in the precontent
- * phase.  Route, account, price; then the charge runs in the thread pool
+ * phase.  Route, account, price; then the charge goes to memcached
  * while the request is suspended; on resume the request either goes on to
  * the content handler (proxy_pass) or gets a JSON error.
  */
@@ -204,11 +204,11 @@ ngx_http_credit_start(ngx_http_request_t *r, ngx_http_credit_loc_conf_t *clcf,
         return NGX_AGAIN;
     }
 
-    /* the thread pool refused the task: its queue is full */
+    /* memcached is down or too busy to take it */
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "credit: cannot queue the charge of \"%V\" "
-                  "(thread pool queue full?)", &rec->account);
+                  "credit: cannot send the charge of \"%V\" to memcached",
+                  &rec->account);
 
     ngx_http_credit_charged(rec, NGX_HTTP_CREDIT_RC_FAIL);
 

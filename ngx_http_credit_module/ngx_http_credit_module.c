@@ -200,7 +200,7 @@ ngx_http_credit_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    if (ngx_array_init(&cmcf->servers, cf->pool, 2, sizeof(ngx_str_t))
+    if (ngx_array_init(&cmcf->servers, cf->pool, 2, sizeof(ngx_addr_t))
         != NGX_OK)
     {
         return NULL;
@@ -210,6 +210,7 @@ ngx_http_credit_create_main_conf(ngx_conf_t *cf)
     cmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     cmcf->retry_timeout = NGX_CONF_UNSET_UINT;
     cmcf->max_batch = NGX_CONF_UNSET_UINT;
+    cmcf->max_pending = NGX_CONF_UNSET_UINT;
 
     return cmcf;
 }
@@ -224,6 +225,7 @@ ngx_http_credit_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(cmcf->connect_timeout, 200);
     ngx_conf_init_uint_value(cmcf->retry_timeout, 1);
     ngx_conf_init_uint_value(cmcf->max_batch, 64);
+    ngx_conf_init_uint_value(cmcf->max_pending, 10000);
 
     return NGX_CONF_OK;
 }
@@ -358,17 +360,17 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_credit_main_conf_t *cmcf = conf;
 
-    u_char      *p, *last;
-    ngx_int_t    n;
-    ngx_str_t   *value, *s, name, v;
-    ngx_uint_t   i;
+    ngx_int_t     n;
+    ngx_str_t    *value, v;
+    ngx_url_t     u;
+    ngx_uint_t    i, j;
+    ngx_addr_t   *addr;
 
     if (cmcf->servers.nelts) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
-    ngx_str_set(&name, "default");
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -416,49 +418,59 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "thread_pool=", 12) == 0) {
-            name.data = value[i].data + 12;
-            name.len = value[i].len - 12;
-            if (name.len == 0) {
+        if (ngx_strncmp(value[i].data, "max_pending=", 12) == 0) {
+            n = ngx_atoi(value[i].data + 12, value[i].len - 12);
+            if (n == NGX_ERROR || n < 1) {
                 goto invalid;
             }
+            cmcf->max_pending = n;
             continue;
         }
 
-        last = value[i].data + value[i].len;
-        p = ngx_strlchr(value[i].data, last, ':');
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
+            != NULL)
+        {
+            goto invalid;
+        }
 
-        if (p == NULL || ngx_strlchr(value[i].data, last, '=') != NULL) {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url = value[i];
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.no_port) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid memcached server \"%V\", "
-                               "expected host:port", &value[i]);
+                               "invalid memcached server \"%V\"%s%s",
+                               &value[i], u.err ? ": " : ", expected host:port",
+                               u.err ? u.err : "");
             return NGX_CONF_ERROR;
         }
 
-        n = ngx_atoi(p + 1, last - p - 1);
-        if (n < 1 || n > 65535 || p == value[i].data) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid memcached server \"%V\"",
-                               &value[i]);
+        /* a name with several addresses is one server: the first one */
+
+        addr = ngx_array_push(&cmcf->servers);
+        if (addr == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        s = ngx_array_push(&cmcf->servers);
-        if (s == NULL) {
-            return NGX_CONF_ERROR;
-        }
+        *addr = u.addrs[0];
+        addr->name = value[i];
 
-        *s = value[i];
+        for (j = 0; j < cmcf->servers.nelts - 1; j++) {
+            if (((ngx_addr_t *) cmcf->servers.elts)[j].name.len
+                    == value[i].len
+                && ngx_strncmp(((ngx_addr_t *) cmcf->servers.elts)[j].name.data,
+                               value[i].data, value[i].len) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate memcached server \"%V\"",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+        }
     }
 
     if (cmcf->servers.nelts == 0) {
         return "needs at least one server";
-    }
-
-    cmcf->pool_name = name;
-    cmcf->thread_pool = ngx_thread_pool_add(cf, &name);
-    if (cmcf->thread_pool == NULL) {
-        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

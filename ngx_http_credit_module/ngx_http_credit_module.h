@@ -14,11 +14,6 @@
 #include <ngx_http.h>
 
 
-#if !(NGX_THREADS)
-#error ngx_http_credit_module needs nginx built --with-threads
-#endif
-
-
 #define NGX_HTTP_CREDIT_MAX_COST      1000000000000000LL
 #define NGX_HTTP_CREDIT_KEY_MAX       250
 #define NGX_HTTP_CREDIT_402           402
@@ -146,16 +141,16 @@ typedef struct {
 
 /* the memcached side, one per worker process */
 typedef struct ngx_http_credit_store_s  ngx_http_credit_store_t;
+typedef struct ngx_http_credit_mc_s  ngx_http_credit_mc_t;
 
 
 typedef struct {
-    ngx_array_t                  servers;     /* ngx_str_t "host:port" */
+    ngx_array_t                  servers;     /* ngx_addr_t */
     ngx_msec_t                   timeout;
     ngx_msec_t                   connect_timeout;
     ngx_uint_t                   retry_timeout;   /* seconds */
     ngx_uint_t                   max_batch;
-    ngx_str_t                    pool_name;
-    ngx_thread_pool_t           *thread_pool;
+    ngx_uint_t                   max_pending;
     ngx_http_credit_store_t     *store;       /* set in init_process */
 } ngx_http_credit_main_conf_t;
 
@@ -232,6 +227,24 @@ struct ngx_http_credit_rec_s {
 #define NGX_HTTP_CREDIT_OP_SET_PLAN     3
 #define NGX_HTTP_CREDIT_OP_ADD_PACK     4
 
+#define NGX_HTTP_CREDIT_EXPECT_VALUE    0
+#define NGX_HTTP_CREDIT_EXPECT_STORED   1
+
+#define NGX_HTTP_CREDIT_REPLY_VALUE     1
+#define NGX_HTTP_CREDIT_REPLY_MISS      2
+#define NGX_HTTP_CREDIT_REPLY_STORED    3
+#define NGX_HTTP_CREDIT_REPLY_CONFLICT  4
+#define NGX_HTTP_CREDIT_REPLY_ERROR     5
+
+
+typedef struct {
+    ngx_uint_t                   type;
+    ngx_str_t                    value;
+    uint64_t                     cas;
+    const char                  *err;
+} ngx_http_credit_reply_t;
+
+
 #define NGX_HTTP_CREDIT_RC_OK           0
 #define NGX_HTTP_CREDIT_RC_SHORT        1
 #define NGX_HTTP_CREDIT_RC_FAIL         2
@@ -244,6 +257,11 @@ struct ngx_http_credit_op_s {
     ngx_uint_t                   type;
     ngx_http_credit_wait_t       wait;
     void                        *flight;
+    ngx_queue_t                  mc_queue;    /* awaiting a reply */
+    void                        *server;
+    ngx_uint_t                   expect;
+    uint64_t                     cas;
+    ngx_uint_t                   exists;
     u_char                       key[NGX_HTTP_CREDIT_KEY_MAX + 1];
     size_t                       key_len;
     int64_t                      plan_amount;
@@ -302,6 +320,17 @@ ngx_http_credit_op_t *ngx_http_credit_op_create(ngx_log_t *log,
 ngx_int_t ngx_http_credit_op_submit(ngx_http_credit_main_conf_t *cmcf,
     ngx_http_credit_op_t *op);
 void ngx_http_credit_op_free(ngx_http_credit_op_t *op);
+void ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
+    ngx_http_credit_reply_t *reply);
+
+/* memcached.c */
+ngx_http_credit_mc_t *ngx_http_credit_mc_create(ngx_cycle_t *cycle,
+    ngx_http_credit_main_conf_t *cmcf);
+void ngx_http_credit_mc_destroy(ngx_http_credit_mc_t *mc);
+ngx_int_t ngx_http_credit_mc_gets(ngx_http_credit_mc_t *mc,
+    ngx_http_credit_op_t *op);
+ngx_int_t ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc,
+    ngx_http_credit_op_t *op, u_char *value, size_t len);
 
 /* handler.c */
 ngx_int_t ngx_http_credit_handler(ngx_http_request_t *r);

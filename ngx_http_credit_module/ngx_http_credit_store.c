@@ -8,20 +8,18 @@
  * never overdraws, and a refusal is always made against a balance that
  * really was there.
  *
- * libmemcached blocks, so every operation runs in an nginx thread pool
- * and the request resumes on the completion event.  Concurrent charges of
- * one account in a worker are queued behind the one in flight and then
- * decided together in one gets + cas (a batch), so a hot account costs one
- * round trip for many requests instead of a storm of cas conflicts.
+ * In each worker every operation on a key goes through that key's queue:
+ * one operation per key is in flight, and the charges waiting behind it
+ * are then decided together in one gets + cas (a batch), so a hot account
+ * costs one round trip for many requests instead of a storm of cas
+ * conflicts.  The commands travel over the event-loop client in
+ * ngx_http_credit_memcached.c; nothing here blocks.
  */
 
 
 #include "ngx_http_credit_module.h"
 
 #include <ngx_sha1.h>
-
-#include <libmemcached/memcached.h>
-#include <libmemcachedutil-1.0/pool.h>
 
 
 #define NGX_HTTP_CREDIT_CAS_TRIES   100
@@ -38,9 +36,7 @@ typedef struct {
 
 
 struct ngx_http_credit_store_s {
-    memcached_st                *master;
-    memcached_pool_st           *pool;
-    ngx_thread_pool_t           *thread_pool;
+    ngx_http_credit_mc_t        *mc;
     ngx_rbtree_t                 flights;
     ngx_rbtree_node_t            sentinel;
     ngx_uint_t                   max_batch;
@@ -48,7 +44,7 @@ struct ngx_http_credit_store_s {
 };
 
 
-/* one charge of a batch, as the thread sees it */
+/* one charge of a batch */
 
 
 typedef struct {
@@ -67,30 +63,20 @@ static ngx_int_t ngx_http_credit_next(ngx_http_credit_store_t *store,
 static void ngx_http_credit_fail(ngx_http_credit_wait_t *w);
 static void ngx_http_credit_flight_release(ngx_http_credit_store_t *store,
     ngx_http_credit_flight_t *fl);
-static ngx_int_t ngx_http_credit_op_post(ngx_http_credit_store_t *store,
+static ngx_int_t ngx_http_credit_op_start(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op);
-static void ngx_http_credit_op_run(void *data, ngx_log_t *log);
-static void ngx_http_credit_op_event(ngx_event_t *ev);
+static void ngx_http_credit_op_finish(ngx_http_credit_op_t *op,
+    ngx_uint_t rc);
 static void ngx_http_credit_charge_done(ngx_http_credit_op_t *op);
-static ngx_uint_t ngx_http_credit_read(memcached_st *mc,
-    ngx_http_credit_op_t *op, uint64_t *cas, ngx_uint_t *exists);
-static ngx_uint_t ngx_http_credit_write(memcached_st *mc,
-    ngx_http_credit_op_t *op, uint64_t cas, ngx_uint_t exists,
-    int64_t plan, int64_t pack);
 static void ngx_http_credit_decide(ngx_http_credit_op_t *op);
-static void ngx_http_credit_mc_error(memcached_st *mc,
-    ngx_http_credit_op_t *op, memcached_return_t rc, const char *what);
+static ngx_int_t ngx_http_credit_balance(ngx_str_t *value, int64_t *plan,
+    int64_t *pack);
 
 
 ngx_int_t
 ngx_http_credit_store_init(ngx_cycle_t *cycle,
     ngx_http_credit_main_conf_t *cmcf)
 {
-    u_char                   *host;
-    ngx_str_t                *s;
-    ngx_uint_t                i, port;
-    memcached_st             *mc;
-    memcached_return_t        rc;
     ngx_http_credit_store_t  *store;
 
     store = ngx_pcalloc(cycle->pool, sizeof(ngx_http_credit_store_t));
@@ -98,66 +84,11 @@ ngx_http_credit_store_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    mc = memcached_create(NULL);
-    if (mc == NULL) {
+    store->mc = ngx_http_credit_mc_create(cycle, cmcf);
+    if (store->mc == NULL) {
         return NGX_ERROR;
     }
 
-    s = cmcf->servers.elts;
-
-    for (i = 0; i < cmcf->servers.nelts; i++) {
-        host = ngx_pnalloc(cycle->pool, s[i].len + 1);
-        if (host == NULL) {
-            memcached_free(mc);
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(host, s[i].data, s[i].len);
-        host[s[i].len] = '\0';
-
-        host[ngx_strlchr(host, host + s[i].len, ':') - host] = '\0';
-        port = ngx_atoi(host + ngx_strlen(host) + 1,
-                        s[i].len - ngx_strlen(host) - 1);
-
-        rc = memcached_server_add(mc, (char *) host, (in_port_t) port);
-        if (rc != MEMCACHED_SUCCESS) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                          "credit: cannot add memcached server \"%V\": %s",
-                          &s[i], memcached_strerror(mc, rc));
-            memcached_free(mc);
-            return NGX_ERROR;
-        }
-    }
-
-    /*
-     * ketama: an account lives on one server and adding a server moves
-     * few accounts; no auto eject, so an account is never silently moved
-     * to a server holding a stale or empty balance.
-     */
-
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_AUTO_EJECT_HOSTS, 0);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT,
-                           cmcf->connect_timeout);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
-                           cmcf->timeout);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RCV_TIMEOUT,
-                           cmcf->timeout * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_SND_TIMEOUT,
-                           cmcf->timeout * 1000);
-    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT,
-                           cmcf->retry_timeout);
-
-    store->pool = memcached_pool_create(mc, 1, 1024);
-    if (store->pool == NULL) {
-        memcached_free(mc);
-        return NGX_ERROR;
-    }
-
-    store->master = mc;
-    store->thread_pool = cmcf->thread_pool;
     store->max_batch = cmcf->max_batch;
     store->log = cycle->log;
 
@@ -173,13 +104,7 @@ ngx_http_credit_store_init(ngx_cycle_t *cycle,
 void
 ngx_http_credit_store_exit(ngx_http_credit_main_conf_t *cmcf)
 {
-    ngx_http_credit_store_t  *store;
-
-    store = cmcf->store;
-
-    memcached_pool_destroy(store->pool);
-    memcached_free(store->master);
-
+    ngx_http_credit_mc_destroy(cmcf->store->mc);
     cmcf->store = NULL;
 }
 
@@ -378,8 +303,9 @@ ngx_http_credit_submit(ngx_http_credit_store_t *store, ngx_str_t *key,
 
 /*
  * Posts the head of the queue (a batch of charges, or one op).
- * NGX_OK: posted; NGX_DONE: nothing waits; NGX_ERROR: the thread pool
- * refused it, and *failed is the taken-out head for the caller to fail.
+ * NGX_OK: sent; NGX_DONE: nothing waits; NGX_ERROR: it cannot be sent
+ * (server down or overloaded), and *failed is the taken-out head for the
+ * caller to fail.
  */
 
 static ngx_int_t
@@ -479,7 +405,7 @@ post:
 
     op->flight = fl;
 
-    if (ngx_http_credit_op_post(store, op) != NGX_OK) {
+    if (ngx_http_credit_op_start(store, op) != NGX_OK) {
 
         if (op->type == NGX_HTTP_CREDIT_OP_CHARGE) {
             /* the batch's recs are failed through the first one */
@@ -497,7 +423,7 @@ post:
 }
 
 
-/* the thread pool refused an op: give its waiters a failure */
+/* an op could not be sent: give its waiters a failure */
 
 static void
 ngx_http_credit_fail(ngx_http_credit_wait_t *w)
@@ -520,8 +446,12 @@ ngx_http_credit_fail(ngx_http_credit_wait_t *w)
 
     op = w->op;
     op->rc = NGX_HTTP_CREDIT_RC_FAIL;
-    ngx_cpystrn((u_char *) op->err, (u_char *) "thread pool queue is full",
-                sizeof(op->err));
+
+    if (op->err[0] == '\0') {
+        ngx_cpystrn((u_char *) op->err, (u_char *) "memcached unavailable",
+                    sizeof(op->err));
+    }
+
     op->done(op);
 }
 
@@ -582,29 +512,18 @@ ngx_http_credit_charge_done(ngx_http_credit_op_t *op)
 ngx_http_credit_op_t *
 ngx_http_credit_op_create(ngx_log_t *log, ngx_uint_t type, ngx_str_t *key)
 {
-    ngx_thread_task_t     *task;
     ngx_http_credit_op_t  *op;
 
     if (key->len > NGX_HTTP_CREDIT_KEY_MAX) {
         return NULL;
     }
 
-    task = ngx_alloc(sizeof(ngx_thread_task_t) + sizeof(ngx_http_credit_op_t),
-                     log);
-    if (task == NULL) {
+    op = ngx_alloc(sizeof(ngx_http_credit_op_t), log);
+    if (op == NULL) {
         return NULL;
     }
 
-    ngx_memzero(task, sizeof(ngx_thread_task_t)
-                      + sizeof(ngx_http_credit_op_t));
-
-    op = (ngx_http_credit_op_t *) (task + 1);
-
-    task->ctx = op;
-    task->handler = ngx_http_credit_op_run;
-    task->event.handler = ngx_http_credit_op_event;
-    task->event.data = task;
-    task->event.log = log;
+    ngx_memzero(op, sizeof(ngx_http_credit_op_t));
 
     op->type = type;
     op->log = log;
@@ -619,160 +538,188 @@ ngx_http_credit_op_create(ngx_log_t *log, ngx_uint_t type, ngx_str_t *key)
 void
 ngx_http_credit_op_free(ngx_http_credit_op_t *op)
 {
-    ngx_free((ngx_thread_task_t *) op - 1);
+    ngx_free(op);
+}
+
+
+/* the first step of every operation: read the balance */
+
+static ngx_int_t
+ngx_http_credit_op_start(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op)
+{
+    /* the op may outlive its request: log to the worker's log */
+
+    op->store = store;
+    op->log = store->log;
+    op->retries = 0;
+
+    return ngx_http_credit_mc_gets(store->mc, op);
+}
+
+
+/*
+ * The state machine of an operation, one memcached reply at a time:
+ * gets -> decide -> cas (or add for a new item) -> done, or, when another
+ * writer came first, gets again.
+ */
+
+void
+ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
+    ngx_http_credit_reply_t *reply)
+{
+    int64_t   plan, pack;
+    u_char   *p;
+    u_char    value[2 * NGX_INT64_LEN + 2];
+
+    switch (reply->type) {
+
+    case NGX_HTTP_CREDIT_REPLY_ERROR:
+        ngx_cpystrn((u_char *) op->err, (u_char *) reply->err,
+                    sizeof(op->err));
+        ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
+        return;
+
+    case NGX_HTTP_CREDIT_REPLY_STORED:
+        ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_OK);
+        return;
+
+    case NGX_HTTP_CREDIT_REPLY_CONFLICT:
+
+        /* somebody wrote between our gets and our cas: read again */
+
+        if (++op->retries == NGX_HTTP_CREDIT_CAS_TRIES) {
+            ngx_cpystrn((u_char *) op->err,
+                        (u_char *) "too many cas conflicts", sizeof(op->err));
+            ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
+            return;
+        }
+
+        if (ngx_http_credit_mc_gets(op->store->mc, op) != NGX_OK) {
+            ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
+        }
+
+        return;
+
+    case NGX_HTTP_CREDIT_REPLY_MISS:
+        op->exists = 0;
+        op->plan = 0;
+        op->pack = 0;
+        break;
+
+    default: /* NGX_HTTP_CREDIT_REPLY_VALUE */
+        if (ngx_http_credit_balance(&reply->value, &op->plan, &op->pack)
+            != NGX_OK)
+        {
+            ngx_cpystrn((u_char *) op->err,
+                        (u_char *) "malformed balance item", sizeof(op->err));
+            ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
+            return;
+        }
+
+        op->exists = 1;
+        op->cas = reply->cas;
+        break;
+    }
+
+    /* the balance is read: decide */
+
+    switch (op->type) {
+
+    case NGX_HTTP_CREDIT_OP_GET:
+        ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_OK);
+        return;
+
+    case NGX_HTTP_CREDIT_OP_CHARGE:
+        plan = op->plan;
+        pack = op->pack;
+
+        ngx_http_credit_decide(op);
+
+        if (plan == op->plan && pack == op->pack) {
+            ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_OK);
+            return;             /* nothing charged: nothing to write */
+        }
+
+        break;
+
+    case NGX_HTTP_CREDIT_OP_SET_PLAN:
+        op->plan = op->plan_amount;
+        break;
+
+    default: /* NGX_HTTP_CREDIT_OP_REFUND, NGX_HTTP_CREDIT_OP_ADD_PACK */
+        op->plan += op->plan_amount;
+        op->pack += op->pack_amount;
+
+        if (op->plan > NGX_HTTP_CREDIT_MAX_COST
+            || op->pack > NGX_HTTP_CREDIT_MAX_COST)
+        {
+            ngx_cpystrn((u_char *) op->err,
+                        (u_char *) "balance would be too large",
+                        sizeof(op->err));
+            ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_SHORT);
+            return;
+        }
+
+        break;
+    }
+
+    p = ngx_sprintf(value, "%L %L", op->plan, op->pack);
+
+    if (ngx_http_credit_mc_store(op->store->mc, op, value, p - value)
+        != NGX_OK)
+    {
+        ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
+    }
 }
 
 
 static ngx_int_t
-ngx_http_credit_op_post(ngx_http_credit_store_t *store,
-    ngx_http_credit_op_t *op)
+ngx_http_credit_balance(ngx_str_t *value, int64_t *plan, int64_t *pack)
 {
-    ngx_thread_task_t  *task;
+    u_char  *sp, *last;
 
-    task = (ngx_thread_task_t *) op - 1;
+    last = value->data + value->len;
+    sp = ngx_strlchr(value->data, last, ' ');
 
-    /* the task's log must outlive the request: use the worker's */
+    if (sp == NULL) {
+        return NGX_ERROR;
+    }
 
-    op->store = store;
-    op->log = store->log;
-    task->event.log = store->log;
+    *plan = ngx_atoof(value->data, sp - value->data);
+    *pack = ngx_atoof(sp + 1, last - sp - 1);
 
-    return ngx_thread_task_post(store->thread_pool, task);
+    if (*plan == NGX_ERROR || *pack == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
+/* an operation is over: start the key's next one, then report this one */
+
 static void
-ngx_http_credit_op_event(ngx_event_t *ev)
+ngx_http_credit_op_finish(ngx_http_credit_op_t *op, ngx_uint_t rc)
 {
-    ngx_thread_task_t         *task;
-    ngx_http_credit_op_t      *op;
     ngx_http_credit_wait_t    *failed;
     ngx_http_credit_store_t   *store;
     ngx_http_credit_flight_t  *fl;
 
-    task = ev->data;
-    op = task->ctx;
     store = op->store;
     fl = op->flight;
 
-    /* start the key's next operation before resuming this one's requests */
+    op->rc = rc;
 
     fl->busy = 0;
 
     while (ngx_http_credit_next(store, fl, &failed) == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, store->log, 0,
-                      "credit: cannot queue a memcached operation "
-                      "(thread pool queue full?)");
         ngx_http_credit_fail(failed);
     }
 
     op->done(op);
 
     ngx_http_credit_flight_release(store, fl);
-}
-
-
-/* runs in a thread of the pool: only op and libmemcached are touched */
-
-static void
-ngx_http_credit_op_run(void *data, ngx_log_t *log)
-{
-    ngx_http_credit_op_t *op = data;
-
-    int64_t                   plan, pack;
-    uint64_t                  cas;
-    ngx_uint_t                tries, exists, rc;
-    memcached_st             *mc;
-    memcached_return_t        mrc;
-    struct timespec           wait;
-
-    wait.tv_sec = 5;
-    wait.tv_nsec = 0;
-
-    mc = memcached_pool_fetch(op->store->pool, &wait, &mrc);
-    if (mc == NULL) {
-        ngx_cpystrn((u_char *) op->err, (u_char *) "no memcached connection",
-                    sizeof(op->err));
-        op->rc = NGX_HTTP_CREDIT_RC_FAIL;
-        return;
-    }
-
-    for (tries = 0; tries < NGX_HTTP_CREDIT_CAS_TRIES; tries++) {
-
-        rc = ngx_http_credit_read(mc, op, &cas, &exists);
-        if (rc != NGX_HTTP_CREDIT_RC_OK) {
-            break;
-        }
-
-        switch (op->type) {
-
-        case NGX_HTTP_CREDIT_OP_GET:
-            goto done;
-
-        case NGX_HTTP_CREDIT_OP_CHARGE:
-            plan = op->plan;
-            pack = op->pack;
-
-            ngx_http_credit_decide(op);
-
-            if (plan == op->plan && pack == op->pack) {
-                goto done;      /* nothing charged: no write needed */
-            }
-
-            break;
-
-        case NGX_HTTP_CREDIT_OP_SET_PLAN:
-            op->plan = op->plan_amount;
-            break;
-
-        default: /* NGX_HTTP_CREDIT_OP_REFUND, NGX_HTTP_CREDIT_OP_ADD_PACK */
-            op->plan += op->plan_amount;
-            op->pack += op->pack_amount;
-
-            if (op->plan > NGX_HTTP_CREDIT_MAX_COST
-                || op->pack > NGX_HTTP_CREDIT_MAX_COST)
-            {
-                ngx_cpystrn((u_char *) op->err,
-                            (u_char *) "balance would be too large",
-                            sizeof(op->err));
-                rc = NGX_HTTP_CREDIT_RC_SHORT;
-                goto failed;
-            }
-
-            break;
-        }
-
-        rc = ngx_http_credit_write(mc, op, cas, exists, op->plan, op->pack);
-
-        if (rc == NGX_HTTP_CREDIT_RC_OK) {
-            goto done;
-        }
-
-        if (rc == NGX_HTTP_CREDIT_RC_FAIL) {
-            break;
-        }
-
-        /* NGX_HTTP_CREDIT_RC_SHORT: somebody wrote first, read again */
-        op->retries++;
-    }
-
-    if (tries == NGX_HTTP_CREDIT_CAS_TRIES) {
-        ngx_cpystrn((u_char *) op->err, (u_char *) "too many cas conflicts",
-                    sizeof(op->err));
-    }
-
-    rc = NGX_HTTP_CREDIT_RC_FAIL;
-
-failed:
-
-    op->rc = rc;
-    memcached_pool_release(op->store->pool, mc);
-    return;
-
-done:
-
-    op->rc = NGX_HTTP_CREDIT_RC_OK;
-    memcached_pool_release(op->store->pool, mc);
 }
 
 
@@ -811,131 +758,4 @@ ngx_http_credit_decide(ngx_http_credit_op_t *op)
         it[i].pack_charged = cost - from_plan;
         it[i].remaining = op->plan + op->pack;
     }
-}
-
-
-static ngx_uint_t
-ngx_http_credit_read(memcached_st *mc, ngx_http_credit_op_t *op,
-    uint64_t *cas, ngx_uint_t *exists)
-{
-    u_char              *p, *last, *sp;
-    size_t               len;
-    const char          *key;
-    ngx_int_t            plan, pack;
-    memcached_result_st  result, *res;
-    memcached_return_t   rc;
-
-    key = (const char *) op->key;
-    len = op->key_len;
-
-    rc = memcached_mget(mc, &key, &len, 1);
-    if (rc != MEMCACHED_SUCCESS) {
-        ngx_http_credit_mc_error(mc, op, rc, "gets");
-        return NGX_HTTP_CREDIT_RC_FAIL;
-    }
-
-    if (memcached_result_create(mc, &result) == NULL) {
-        ngx_cpystrn((u_char *) op->err, (u_char *) "out of memory",
-                    sizeof(op->err));
-        return NGX_HTTP_CREDIT_RC_FAIL;
-    }
-
-    *exists = 0;
-    *cas = 0;
-    op->plan = 0;
-    op->pack = 0;
-    plan = 0;
-    pack = 0;
-
-    for ( ;; ) {
-        res = memcached_fetch_result(mc, &result, &rc);
-        if (res == NULL) {
-            break;
-        }
-
-        p = (u_char *) memcached_result_value(res);
-        last = p + memcached_result_length(res);
-        sp = ngx_strlchr(p, last, ' ');
-
-        if (sp == NULL
-            || (plan = ngx_atoof(p, sp - p)) == NGX_ERROR
-            || (pack = ngx_atoof(sp + 1, last - sp - 1)) == NGX_ERROR)
-        {
-            ngx_cpystrn((u_char *) op->err,
-                        (u_char *) "malformed balance item",
-                        sizeof(op->err));
-            memcached_result_free(&result);
-            return NGX_HTTP_CREDIT_RC_FAIL;
-        }
-
-        *exists = 1;
-        *cas = memcached_result_cas(res);
-    }
-
-    memcached_result_free(&result);
-
-    if (rc != MEMCACHED_END && rc != MEMCACHED_SUCCESS
-        && rc != MEMCACHED_NOTFOUND)
-    {
-        ngx_http_credit_mc_error(mc, op, rc, "gets");
-        return NGX_HTTP_CREDIT_RC_FAIL;
-    }
-
-    op->plan = plan;
-    op->pack = pack;
-
-    return NGX_HTTP_CREDIT_RC_OK;
-}
-
-
-/* OK: written; SHORT: lost a race, read again; FAIL: memcached failed */
-
-static ngx_uint_t
-ngx_http_credit_write(memcached_st *mc, ngx_http_credit_op_t *op,
-    uint64_t cas, ngx_uint_t exists, int64_t plan, int64_t pack)
-{
-    u_char              *p;
-    memcached_return_t   rc;
-    u_char               value[NGX_HTTP_CREDIT_VALUE_LEN];
-
-    p = ngx_sprintf(value, "%L %L", plan, pack);
-
-    if (exists) {
-        rc = memcached_cas(mc, (char *) op->key, op->key_len, (char *) value,
-                           p - value, 0, 0, cas);
-
-    } else {
-        rc = memcached_add(mc, (char *) op->key, op->key_len, (char *) value,
-                           p - value, 0, 0);
-    }
-
-    switch (rc) {
-
-    case MEMCACHED_SUCCESS:
-    case MEMCACHED_STORED:
-        return NGX_HTTP_CREDIT_RC_OK;
-
-    case MEMCACHED_DATA_EXISTS:
-    case MEMCACHED_NOTSTORED:
-    case MEMCACHED_NOTFOUND:
-        return NGX_HTTP_CREDIT_RC_SHORT;
-
-    default:
-        ngx_http_credit_mc_error(mc, op, rc, exists ? "cas" : "add");
-        return NGX_HTTP_CREDIT_RC_FAIL;
-    }
-}
-
-
-static void
-ngx_http_credit_mc_error(memcached_st *mc, ngx_http_credit_op_t *op,
-    memcached_return_t rc, const char *what)
-{
-    u_char  *p;
-
-    p = ngx_snprintf((u_char *) op->err, sizeof(op->err) - 1, "%s: %s",
-                     what, memcached_last_error_message(mc));
-    *p = '\0';
-
-    (void) rc;
 }

@@ -199,9 +199,10 @@ sub grant {
         if $pack;
 }
 
-# a memcached stand-in that accepts connections and answers nothing for
-# $delay seconds, then "END" to every line (an unknown account); returns
-# its pid.  Used to show that a slow memcached never blocks a worker.
+# a memcached stand-in that stalls: whatever it reads, it answers only
+# $delay seconds later, with "END" for every line (an unknown account);
+# returns its pid.  Used to show that a slow memcached never blocks a
+# worker.
 sub slow_memcached {
     my ($port, $delay) = @_;
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
@@ -219,12 +220,14 @@ sub slow_memcached {
         my $kid = fork;
         next if !defined $kid || $kid;
         my $buf = '';
-        while (sysread($c, my $b, 4096)) {
+        while (sysread($c, my $b, 65536)) {
             $buf .= $b;
+            sleep $delay;
+            my $out = '';
             while ($buf =~ s/^[^\n]*\n//) {
-                sleep $delay;
-                syswrite($c, "END\r\n");
+                $out .= "END\r\n";
             }
+            syswrite($c, $out);
         }
         POSIX::_exit(0);
     }

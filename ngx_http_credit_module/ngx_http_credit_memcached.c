@@ -1,0 +1,799 @@
+
+/*
+ * ngx_http_credit_module: a non-blocking memcached client on nginx's event
+ * loop, speaking the text protocol.
+ *
+ * Each worker keeps one keepalive connection per memcached server.  The
+ * commands of all requests are appended to the server's output buffer and
+ * written together once per event loop pass (a posted event), so many
+ * requests share one write(), one read() and one wake-up of memcached;
+ * replies come back in order and are handed to their operations in order.
+ * Accounts are spread over the servers with a ketama continuum (MD5, 160
+ * points a server): adding a server moves few accounts, and a server that
+ * is down is never replaced by another one.
+ */
+
+
+#include "ngx_http_credit_module.h"
+
+#include <ngx_md5.h>
+
+
+#define NGX_HTTP_CREDIT_MC_POINTS   160
+#define NGX_HTTP_CREDIT_MC_IN       (64 * 1024)
+#define NGX_HTTP_CREDIT_MC_OUT      (16 * 1024)
+
+
+typedef struct {
+    uint32_t                     point;
+    ngx_uint_t                   server;
+} ngx_http_credit_point_t;
+
+
+typedef struct {
+    ngx_http_credit_mc_t        *mc;
+    ngx_addr_t                  *addr;
+    ngx_peer_connection_t        peer;
+    ngx_connection_t            *c;
+    ngx_queue_t                  sent;        /* ops awaiting a reply */
+    ngx_uint_t                   nsent;
+    u_char                      *out;         /* commands to write */
+    u_char                      *out_pos;
+    u_char                      *out_last;
+    u_char                      *out_end;
+    u_char                      *in;          /* replies read */
+    u_char                      *in_pos;
+    u_char                      *in_last;
+    ngx_event_t                  flush;
+    time_t                       down_until;
+    unsigned                     connecting:1;
+} ngx_http_credit_server_t;
+
+
+struct ngx_http_credit_mc_s {
+    ngx_http_credit_server_t    *servers;
+    ngx_uint_t                   nservers;
+    ngx_http_credit_point_t     *points;
+    ngx_uint_t                   npoints;
+    ngx_msec_t                   timeout;
+    ngx_msec_t                   connect_timeout;
+    time_t                       retry_timeout;
+    ngx_uint_t                   max_pending;
+    ngx_log_t                   *log;
+};
+
+
+static int ngx_libc_cdecl ngx_http_credit_point_cmp(const void *a,
+    const void *b);
+static uint32_t ngx_http_credit_hash(u_char *data, size_t len, ngx_uint_t k);
+static ngx_http_credit_server_t *ngx_http_credit_server(
+    ngx_http_credit_mc_t *mc, u_char *key, size_t len);
+static ngx_int_t ngx_http_credit_send(ngx_http_credit_server_t *s,
+    ngx_http_credit_op_t *op, size_t len, u_char **p);
+static void ngx_http_credit_flush(ngx_event_t *ev);
+static ngx_int_t ngx_http_credit_connect(ngx_http_credit_server_t *s);
+static void ngx_http_credit_write_handler(ngx_event_t *wev);
+static void ngx_http_credit_read_handler(ngx_event_t *rev);
+static ngx_int_t ngx_http_credit_parse(ngx_http_credit_server_t *s);
+static void ngx_http_credit_server_fail(ngx_http_credit_server_t *s,
+    const char *reason, ngx_uint_t mark_down);
+
+
+ngx_http_credit_mc_t *
+ngx_http_credit_mc_create(ngx_cycle_t *cycle,
+    ngx_http_credit_main_conf_t *cmcf)
+{
+    u_char                    *p;
+    ngx_uint_t                 i, j, k, n;
+    ngx_addr_t                *addr;
+    ngx_http_credit_mc_t      *mc;
+    ngx_http_credit_point_t   *pt;
+    ngx_http_credit_server_t  *s;
+    u_char                     buf[NGX_SOCKADDR_STRLEN + 16];
+
+    mc = ngx_pcalloc(cycle->pool, sizeof(ngx_http_credit_mc_t));
+    if (mc == NULL) {
+        return NULL;
+    }
+
+    n = cmcf->servers.nelts;
+    addr = cmcf->servers.elts;
+
+    mc->servers = ngx_pcalloc(cycle->pool,
+                              n * sizeof(ngx_http_credit_server_t));
+    mc->points = ngx_palloc(cycle->pool, n * NGX_HTTP_CREDIT_MC_POINTS
+                                         * sizeof(ngx_http_credit_point_t));
+    if (mc->servers == NULL || mc->points == NULL) {
+        return NULL;
+    }
+
+    mc->nservers = n;
+    mc->timeout = cmcf->timeout;
+    mc->connect_timeout = cmcf->connect_timeout;
+    mc->retry_timeout = cmcf->retry_timeout;
+    mc->max_pending = cmcf->max_pending;
+    mc->log = cycle->log;
+
+    pt = mc->points;
+
+    for (i = 0; i < n; i++) {
+        s = &mc->servers[i];
+        s->mc = mc;
+        s->addr = &addr[i];
+        ngx_queue_init(&s->sent);
+
+        s->out = ngx_alloc(NGX_HTTP_CREDIT_MC_OUT, cycle->log);
+        s->in = ngx_alloc(NGX_HTTP_CREDIT_MC_IN, cycle->log);
+        if (s->out == NULL || s->in == NULL) {
+            return NULL;
+        }
+
+        s->out_pos = s->out;
+        s->out_last = s->out;
+        s->out_end = s->out + NGX_HTTP_CREDIT_MC_OUT;
+        s->in_pos = s->in;
+        s->in_last = s->in;
+
+        s->flush.handler = ngx_http_credit_flush;
+        s->flush.data = s;
+        s->flush.log = cycle->log;
+
+        /* ketama: 40 MD5s of "name-j", 4 points each */
+
+        for (j = 0; j < NGX_HTTP_CREDIT_MC_POINTS / 4; j++) {
+            p = ngx_snprintf(buf, sizeof(buf), "%V-%ui", &addr[i].name, j);
+
+            for (k = 0; k < 4; k++) {
+                pt->point = ngx_http_credit_hash(buf, p - buf, k);
+                pt->server = i;
+                pt++;
+            }
+        }
+    }
+
+    mc->npoints = pt - mc->points;
+
+    ngx_qsort(mc->points, mc->npoints, sizeof(ngx_http_credit_point_t),
+              ngx_http_credit_point_cmp);
+
+    return mc;
+}
+
+
+void
+ngx_http_credit_mc_destroy(ngx_http_credit_mc_t *mc)
+{
+    ngx_uint_t                 i;
+    ngx_http_credit_server_t  *s;
+
+    for (i = 0; i < mc->nservers; i++) {
+        s = &mc->servers[i];
+
+        if (s->c) {
+            ngx_close_connection(s->c);
+            s->c = NULL;
+        }
+
+        if (s->flush.posted) {
+            ngx_delete_posted_event(&s->flush);
+        }
+
+        ngx_free(s->out);
+        ngx_free(s->in);
+    }
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_credit_point_cmp(const void *a, const void *b)
+{
+    const ngx_http_credit_point_t  *pa = a, *pb = b;
+
+    return (pa->point < pb->point) ? -1 : (pa->point > pb->point);
+}
+
+
+static uint32_t
+ngx_http_credit_hash(u_char *data, size_t len, ngx_uint_t k)
+{
+    ngx_md5_t  md5;
+    u_char     d[16];
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, data, len);
+    ngx_md5_final(d, &md5);
+
+    return ((uint32_t) d[3 + k * 4] << 24) | ((uint32_t) d[2 + k * 4] << 16)
+           | ((uint32_t) d[1 + k * 4] << 8) | d[k * 4];
+}
+
+
+static ngx_http_credit_server_t *
+ngx_http_credit_server(ngx_http_credit_mc_t *mc, u_char *key, size_t len)
+{
+    uint32_t    h;
+    ngx_uint_t  lo, hi, mid;
+
+    if (mc->nservers == 1) {
+        return &mc->servers[0];
+    }
+
+    h = ngx_http_credit_hash(key, len, 0);
+
+    /* the first point at or after the key's hash, wrapping around */
+
+    lo = 0;
+    hi = mc->npoints;
+
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+
+        if (mc->points[mid].point < h) {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    if (lo == mc->npoints) {
+        lo = 0;
+    }
+
+    return &mc->servers[mc->points[lo].server];
+}
+
+
+/* "gets KEY" */
+
+ngx_int_t
+ngx_http_credit_mc_gets(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
+{
+    u_char                    *p;
+    ngx_http_credit_server_t  *s;
+
+    s = ngx_http_credit_server(mc, op->key, op->key_len);
+
+    op->expect = NGX_HTTP_CREDIT_EXPECT_VALUE;
+
+    if (ngx_http_credit_send(s, op, sizeof("gets \r\n") - 1 + op->key_len,
+                             &p)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(p, "gets ", 5);
+    p = ngx_cpymem(p, op->key, op->key_len);
+    *p++ = CR; *p++ = LF;
+
+    s->out_last = p;
+
+    return NGX_OK;
+}
+
+
+/* "cas KEY 0 0 LEN CAS" or, for a new item, "add KEY 0 0 LEN" */
+
+ngx_int_t
+ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op,
+    u_char *value, size_t len)
+{
+    u_char                    *p;
+    ngx_http_credit_server_t  *s;
+
+    s = ngx_http_credit_server(mc, op->key, op->key_len);
+
+    op->expect = NGX_HTTP_CREDIT_EXPECT_STORED;
+
+    if (ngx_http_credit_send(s, op, sizeof("add  0 0  \r\n\r\n") - 1
+                                    + op->key_len + len + 2 * NGX_INT64_LEN,
+                             &p)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (op->exists) {
+        p = ngx_sprintf(p, "cas %*s 0 0 %uz %uL\r\n", op->key_len, op->key,
+                        len, op->cas);
+
+    } else {
+        p = ngx_sprintf(p, "add %*s 0 0 %uz\r\n", op->key_len, op->key, len);
+    }
+
+    p = ngx_cpymem(p, value, len);
+    *p++ = CR; *p++ = LF;
+
+    s->out_last = p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Makes room for a command of at most len bytes at *p, queues op for its
+ * reply and schedules a flush.  NGX_ERROR: the server is down or too busy.
+ */
+
+static ngx_int_t
+ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
+    size_t len, u_char **p)
+{
+    u_char                *buf;
+    size_t                 size, used;
+    ngx_http_credit_mc_t  *mc;
+
+    mc = s->mc;
+
+    if (s->c == NULL && s->down_until > ngx_time()) {
+        ngx_cpystrn((u_char *) op->err, (u_char *) "memcached server is down",
+                    sizeof(op->err));
+        return NGX_ERROR;
+    }
+
+    if (s->nsent >= mc->max_pending) {
+        ngx_cpystrn((u_char *) op->err,
+                    (u_char *) "too many memcached operations pending",
+                    sizeof(op->err));
+        return NGX_ERROR;
+    }
+
+    if ((size_t) (s->out_end - s->out_last) < len) {
+
+        /* compact what was written, then grow */
+
+        used = s->out_last - s->out_pos;
+
+        if (s->out_pos > s->out) {
+            ngx_memmove(s->out, s->out_pos, used);
+            s->out_pos = s->out;
+            s->out_last = s->out + used;
+        }
+
+        if ((size_t) (s->out_end - s->out_last) < len) {
+            size = 2 * (s->out_end - s->out) + len;
+
+            buf = ngx_alloc(size, mc->log);
+            if (buf == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(buf, s->out_pos, used);
+            ngx_free(s->out);
+
+            s->out = buf;
+            s->out_pos = buf;
+            s->out_last = buf + used;
+            s->out_end = buf + size;
+        }
+    }
+
+    *p = s->out_last;
+
+    op->server = s;
+    ngx_queue_insert_tail(&s->sent, &op->mc_queue);
+    s->nsent++;
+
+    if (!s->flush.posted) {
+        ngx_post_event(&s->flush, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/* once per event loop pass: connect if needed, write what is queued */
+
+static void
+ngx_http_credit_flush(ngx_event_t *ev)
+{
+    ngx_http_credit_server_t  *s;
+
+    s = ev->data;
+
+    if (s->c == NULL) {
+        if (ngx_http_credit_connect(s) != NGX_OK) {
+            return;
+        }
+    }
+
+    if (!s->connecting) {
+        ngx_http_credit_write_handler(s->c->write);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_credit_connect(ngx_http_credit_server_t *s)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    ngx_memzero(&s->peer, sizeof(ngx_peer_connection_t));
+
+    s->peer.sockaddr = s->addr->sockaddr;
+    s->peer.socklen = s->addr->socklen;
+    s->peer.name = &s->addr->name;
+    s->peer.get = ngx_event_get_peer;
+    s->peer.log = s->mc->log;
+    s->peer.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&s->peer);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        if (s->peer.connection) {
+            ngx_close_connection(s->peer.connection);
+            s->peer.connection = NULL;
+        }
+
+        ngx_http_credit_server_fail(s, "cannot connect to memcached", 1);
+        return NGX_ERROR;
+    }
+
+    c = s->peer.connection;
+    s->c = c;
+
+    c->data = s;
+    c->log = s->mc->log;
+    c->read->log = c->log;
+    c->write->log = c->log;
+    c->read->handler = ngx_http_credit_read_handler;
+    c->write->handler = ngx_http_credit_write_handler;
+
+    if (rc == NGX_AGAIN) {
+        s->connecting = 1;
+        ngx_add_timer(c->write, s->mc->connect_timeout);
+        return NGX_OK;
+    }
+
+    s->connecting = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_credit_write_handler(ngx_event_t *wev)
+{
+    int                        err;
+    ssize_t                    n;
+    socklen_t                  len;
+    ngx_connection_t          *c;
+    ngx_http_credit_server_t  *s;
+
+    c = wev->data;
+    s = c->data;
+
+    if (s->connecting) {
+        if (wev->timedout) {
+            ngx_http_credit_server_fail(s, "memcached connect timed out", 1);
+            return;
+        }
+
+        err = 0;
+        len = sizeof(int);
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len)
+            == -1)
+        {
+            err = ngx_socket_errno;
+        }
+
+        if (err) {
+            ngx_log_error(NGX_LOG_ERR, c->log, err,
+                          "credit: connect() to memcached %V failed",
+                          &s->addr->name);
+            ngx_http_credit_server_fail(s, "cannot connect to memcached", 1);
+            return;
+        }
+
+        s->connecting = 0;
+
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+    }
+
+    while (s->out_last > s->out_pos) {
+        n = c->send(c, s->out_pos, s->out_last - s->out_pos);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_credit_server_fail(s, "memcached write failed", 1);
+            return;
+        }
+
+        s->out_pos += n;
+    }
+
+    if (s->out_pos == s->out_last) {
+        s->out_pos = s->out;
+        s->out_last = s->out;
+    }
+
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+        ngx_http_credit_server_fail(s, "memcached write failed", 1);
+        return;
+    }
+
+    /* replies are due: give them the timeout */
+
+    if (s->nsent && !c->read->timer_set) {
+        ngx_add_timer(c->read, s->mc->timeout);
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_credit_server_fail(s, "memcached read failed", 1);
+    }
+}
+
+
+static void
+ngx_http_credit_read_handler(ngx_event_t *rev)
+{
+    size_t                     used;
+    ssize_t                    n;
+    ngx_int_t                  rc;
+    ngx_connection_t          *c;
+    ngx_http_credit_server_t  *s;
+
+    c = rev->data;
+    s = c->data;
+
+    if (rev->timedout) {
+        ngx_http_credit_server_fail(s, "memcached timed out", 1);
+        return;
+    }
+
+    for ( ;; ) {
+
+        if (s->in_pos > s->in) {
+            used = s->in_last - s->in_pos;
+            ngx_memmove(s->in, s->in_pos, used);
+            s->in_pos = s->in;
+            s->in_last = s->in + used;
+        }
+
+        if (s->in_last == s->in + NGX_HTTP_CREDIT_MC_IN) {
+            ngx_http_credit_server_fail(s, "memcached reply too long", 1);
+            return;
+        }
+
+        n = c->recv(c, s->in_last, s->in + NGX_HTTP_CREDIT_MC_IN - s->in_last);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+
+            /* an idle connection closed by a restart is not a failure */
+
+            ngx_http_credit_server_fail(s, "memcached closed the connection",
+                                        s->nsent > 0);
+            return;
+        }
+
+        s->in_last += n;
+
+        if (rev->timer_set) {
+            ngx_del_timer(rev);
+        }
+
+        rc = ngx_http_credit_parse(s);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_credit_server_fail(s, "invalid memcached reply", 1);
+            return;
+        }
+
+        if (s->c == NULL) {
+            return;
+        }
+    }
+
+    if (s->nsent && !rev->timer_set) {
+        ngx_add_timer(rev, s->mc->timeout);
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_credit_server_fail(s, "memcached read failed", 1);
+    }
+}
+
+
+/* hands every complete reply in the buffer to its operation, in order */
+
+static ngx_int_t
+ngx_http_credit_parse(ngx_http_credit_server_t *s)
+{
+    u_char                    *p, *eol, *data, *f[5];
+    size_t                     len;
+    ngx_int_t                  bytes;
+    ngx_uint_t                 i;
+    ngx_queue_t               *q;
+    ngx_http_credit_op_t      *op;
+    ngx_http_credit_reply_t    reply;
+
+    while (s->c && s->in_pos < s->in_last) {
+
+        p = s->in_pos;
+
+        eol = ngx_strlcasestrn(p, s->in_last, (u_char *) "\r\n", 2 - 1);
+        if (eol == NULL) {
+            return NGX_OK;
+        }
+
+        if (ngx_queue_empty(&s->sent)) {
+            return NGX_ERROR;
+        }
+
+        q = ngx_queue_head(&s->sent);
+        op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
+
+        ngx_memzero(&reply, sizeof(ngx_http_credit_reply_t));
+        len = eol - p;
+
+        if (len >= 5 && ngx_strncmp(p, "VALUE", 5) == 0) {
+
+            if (op->expect != NGX_HTTP_CREDIT_EXPECT_VALUE) {
+                return NGX_ERROR;
+            }
+
+            /* VALUE key flags bytes cas */
+
+            for (i = 0, data = p; i < 5 && data < eol; i++) {
+                f[i] = data;
+                data = ngx_strlchr(data, eol, ' ');
+                if (data == NULL) {
+                    data = eol;
+                }
+                data++;
+            }
+
+            if (i != 5) {
+                return NGX_ERROR;
+            }
+
+            bytes = ngx_atoi(f[3], f[4] - f[3] - 1);
+            if (bytes == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            data = eol + 2;
+
+            if (s->in_last - data < bytes + 2 + 5) {
+                return NGX_OK;                  /* not all there yet */
+            }
+
+            if (ngx_strncmp(data + bytes, "\r\nEND\r\n", 7) != 0) {
+                return NGX_ERROR;
+            }
+
+            reply.type = NGX_HTTP_CREDIT_REPLY_VALUE;
+            reply.value.data = data;
+            reply.value.len = bytes;
+            reply.cas = ngx_atoof(f[4], eol - f[4]);
+
+            s->in_pos = data + bytes + 7;
+
+        } else {
+            s->in_pos = eol + 2;
+
+            if (len == 3 && ngx_strncmp(p, "END", 3) == 0) {
+                reply.type = NGX_HTTP_CREDIT_REPLY_MISS;
+
+            } else if (len == 6 && ngx_strncmp(p, "STORED", 6) == 0) {
+                reply.type = NGX_HTTP_CREDIT_REPLY_STORED;
+
+            } else if ((len == 6 && ngx_strncmp(p, "EXISTS", 6) == 0)
+                       || (len == 9 && ngx_strncmp(p, "NOT_FOUND", 9) == 0)
+                       || (len == 10
+                           && ngx_strncmp(p, "NOT_STORED", 10) == 0))
+            {
+                reply.type = NGX_HTTP_CREDIT_REPLY_CONFLICT;
+
+            } else {
+                reply.type = NGX_HTTP_CREDIT_REPLY_ERROR;
+                reply.err = "memcached refused the command";
+
+                ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
+                              "credit: memcached %V answered \"%*s\" to a "
+                              "command on \"%s\"", &s->addr->name,
+                              ngx_min(len, 128), p, op->key);
+            }
+
+            if ((op->expect == NGX_HTTP_CREDIT_EXPECT_VALUE)
+                != (reply.type == NGX_HTTP_CREDIT_REPLY_MISS
+                    || reply.type == NGX_HTTP_CREDIT_REPLY_ERROR))
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        ngx_queue_remove(q);
+        s->nsent--;
+        op->server = NULL;
+
+        /* may queue more commands, to this server or others */
+        ngx_http_credit_op_reply(op, &reply);
+    }
+
+    if (s->in_pos == s->in_last) {
+        s->in_pos = s->in;
+        s->in_last = s->in;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Closes the connection and fails every operation waiting on it: the ones
+ * sent and the ones still in the output buffer.  mark_down: requests fail
+ * at once for retry_timeout, then the server is tried again.
+ */
+
+static void
+ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
+    ngx_uint_t mark_down)
+{
+    ngx_queue_t                failed, *q;
+    ngx_http_credit_op_t      *op;
+    ngx_http_credit_reply_t    reply;
+
+    if (mark_down) {
+        ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
+                      "credit: %s (%V), %ui operations failed", reason,
+                      &s->addr->name, s->nsent);
+
+        s->down_until = ngx_time() + s->mc->retry_timeout;
+    }
+
+    if (s->c) {
+        ngx_close_connection(s->c);
+        s->c = NULL;
+    }
+
+    s->connecting = 0;
+    s->out_pos = s->out;
+    s->out_last = s->out;
+    s->in_pos = s->in;
+    s->in_last = s->in;
+
+    if (s->flush.posted) {
+        ngx_delete_posted_event(&s->flush);
+    }
+
+    /* take the queue out first: failing an op may queue new ones */
+
+    ngx_queue_init(&failed);
+
+    if (!ngx_queue_empty(&s->sent)) {
+        failed = s->sent;
+        failed.next->prev = &failed;
+        failed.prev->next = &failed;
+        ngx_queue_init(&s->sent);
+    }
+
+    s->nsent = 0;
+
+    ngx_memzero(&reply, sizeof(ngx_http_credit_reply_t));
+    reply.type = NGX_HTTP_CREDIT_REPLY_ERROR;
+    reply.err = reason;
+
+    while (!ngx_queue_empty(&failed)) {
+        q = ngx_queue_head(&failed);
+        ngx_queue_remove(q);
+
+        op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
+        op->server = NULL;
+
+        ngx_http_credit_op_reply(op, &reply);
+    }
+}
+
