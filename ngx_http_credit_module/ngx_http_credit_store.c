@@ -407,6 +407,10 @@ post:
 
     if (ngx_http_credit_op_start(store, op) != NGX_OK) {
 
+        ngx_log_error(NGX_LOG_ERR, store->log, 0,
+                      "credit: memcached operation on \"%s\" not sent: %s",
+                      op->key, op->err);
+
         if (op->type == NGX_HTTP_CREDIT_OP_CHARGE) {
             /* the batch's recs are failed through the first one */
             *failed = &op->batch->wait;

@@ -92,3 +92,28 @@ Test::More::cmp_ok($took, '<', 2.5, "in parallel (${took}s), not one after anoth
 --- request
 GET /
 --- response_body_like: It works
+
+
+
+=== TEST 3: a bounded queue: past max_pending a charge is a 503 at once, not a hang
+--- http_config
+    credit_memcached 127.0.0.1:19882 timeout=3s max_pending=2;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+--- init
+CreditTest::slow_server(19882, 1);
+my $t0 = Time::HiRes::time();
+my @s = map { main::start_request('/v1/background-removal', "t080-3-$_") } 1 .. 5;
+my @st = sort map { (main::finish_request($_))[0] } @s;
+my $took = Time::HiRes::time() - $t0;
+Test::More::is("@st", "402 402 503 503 503", "two waited for memcached, three were refused");
+--- request
+GET /
+--- response_body_like: It works
+--- error_log
+too many memcached operations pending

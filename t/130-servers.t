@@ -1,0 +1,100 @@
+# Several memcached servers: accounts are spread by consistent hashing
+# (each lives on exactly one server); when one server is down, only its
+# accounts fail (credit_fail), the others keep working, and no account is
+# ever moved to another server.
+
+use lib 't/helpers';
+use Test::Nginx::Socket 'no_plan';
+use CreditTest;
+use Time::HiRes ();
+
+no_shuffle();
+add_block_preprocessor(\&CreditTest::defaults);
+
+our @Ports = (19911, 19912, 19913);
+
+sub main::mc_start {
+    my ($port) = @_;
+    my $user = $> == 0 ? '-u root' : '';
+    system("memcached -d -l 127.0.0.1 -p $port -U 0 -M $user "
+           . "-P /tmp/credit-test-mc-$port.pid") == 0 or die "memcached";
+    for (1 .. 100) {
+        last if IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port);
+        Time::HiRes::sleep(0.02);
+    }
+}
+
+sub main::mc_stop {
+    my ($port) = @_;
+    open my $in, '<', "/tmp/credit-test-mc-$port.pid" or return;
+    my $pid = <$in>;
+    chomp $pid;
+    kill 'KILL', $pid;
+    for (1 .. 100) {
+        last unless IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                          PeerPort => $port);
+        Time::HiRes::sleep(0.02);
+    }
+}
+
+# which server holds an account: the one whose memcached has its key
+sub main::holder {
+    my ($account) = @_;
+    my @has = grep {
+        (CreditTest::memcached("get test:$account\r\n", $_) // '') =~ /^VALUE/
+    } @Ports;
+    return join ',', @has;
+}
+
+END { main::mc_stop($_) for @Ports }
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: accounts spread over three servers, each on exactly one
+--- http_config
+    credit_memcached 127.0.0.1:19911 127.0.0.1:19912 127.0.0.1:19913
+                     timeout=300ms retry_timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+main::mc_start($_) for @main::Ports;
+my %per;
+for my $i (1 .. 60) {
+    CreditTest::grant("t130-$i", 100);
+    my $h = main::holder("t130-$i");
+    $per{$h}++;
+}
+my @one = grep { !/,/ && length } keys %per;
+Test::More::is(scalar(grep { /,/ || !length } keys %per), 0, "every account is on exactly one server");
+Test::More::is(scalar @one, 3, "all three servers hold accounts");
+Test::More::ok(!grep({ $_ < 8 } values %per), "spread: " . join(' ', map { "$_=$per{$_}" } sort keys %per));
+
+# one server dies: its accounts fail, the others are charged
+main::mc_stop(19912);
+my ($ok, $down, $wrong) = (0, 0, 0);
+for my $i (1 .. 60) {
+    my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => "t130-$i" });
+    my $on = main::holder("t130-$i");
+    if ($st == 200) { $ok++ } elsif ($st == 503) { $down++ } else { $wrong++ }
+}
+Test::More::is($wrong, 0, "only 200 and 503 answers");
+Test::More::is($down, $per{19912}, "exactly the dead server's accounts got 503 ($down)");
+Test::More::is($ok, 60 - $per{19912}, "every other account was charged ($ok)");
+
+# it comes back empty: its accounts are NOT moved, they read as empty
+main::mc_start(19912);
+Time::HiRes::sleep(2.2);
+my @moved = grep { my $h = main::holder("t130-$_"); $h eq '19912' } 1 .. 60;
+Test::More::is(scalar @moved, 0, "nothing was written to the restarted server while it was down");
+--- request
+GET /credit-admin/t130-1
+--- response_body_like: "account":"t130-1"
+--- error_log
+memcached closed the connection (127.0.0.1:19912)
