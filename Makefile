@@ -7,6 +7,9 @@
 #   make check-mem  the suite against an AddressSanitizer nginx + module
 #   make static     build the module statically into nginx's source tree
 #   make bench      plain proxy vs metered proxy, with wrk
+#   make faults     reload, upstream failures, memcached restart under load,
+#                   with the books reconciled after each run
+#   make fuzz       the libFuzzer targets, FUZZ_SECONDS each
 
 SHELL          := /bin/bash
 TOP            := $(CURDIR)
@@ -20,7 +23,7 @@ TEST_FILES     ?= t/*.t
 
 export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
 
-.PHONY: all build setup demo stop test check-mem static bench fuzz clean
+.PHONY: all build setup demo stop test check-mem static bench fuzz faults clean
 
 all: build
 
@@ -70,6 +73,12 @@ static: setup
 
 bench: build
 	@./scripts/bench
+
+faults: build
+	@./scripts/faults
+
+fuzz:
+	@./scripts/fuzz
 
 clean:
 	rm -rf $(BUILD) t/servroot

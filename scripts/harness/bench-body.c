@@ -45,12 +45,13 @@ main(int argc, char **argv)
     size_t                    base, mem_stream, mem_tree;
     yajl_val                  doc;
     credit_harness_t          h;
+    ngx_pool_t               *pool;
     ngx_http_credit_route_t  *rt;
     char                      err[128];
 
     credit_harness_init();
 
-    rt = credit_harness_route(matrix);
+    rt = credit_harness_route((u_char *) matrix, strlen(matrix), &pool);
     if (rt == NULL) {
         fprintf(stderr, "matrix refused\n");
         return 1;
@@ -77,7 +78,7 @@ main(int argc, char **argv)
 
         t0 = now();
         for (k = 0; k < runs; k++) {
-            credit_harness_request(&h, "application/json", body, len);
+            credit_harness_request(&h, "application/json", NULL, 0, body, len);
             if (credit_harness_price(&h, rt) != NGX_OK || h.rec.cost != 24) {
                 fprintf(stderr, "wrong price\n");
                 return 1;
@@ -88,7 +89,7 @@ main(int argc, char **argv)
 
         /* memory held at the end of one extraction */
         base = mallinfo2().uordblks;
-        credit_harness_request(&h, "application/json", body, len);
+        credit_harness_request(&h, "application/json", NULL, 0, body, len);
         (void) credit_harness_price(&h, rt);
         mem_stream = mallinfo2().uordblks - base;
         credit_harness_free(&h);

@@ -57,10 +57,13 @@ credit_harness_init(void)
 }
 
 
-/* loads a matrix text with the module's loader; NULL if it is refused */
+/*
+ * Loads a matrix text with the module's loader; NULL if it is refused.
+ * *pool holds everything the matrix uses; destroy it when done.
+ */
 
 ngx_http_credit_route_t *
-credit_harness_route(const char *yaml)
+credit_harness_route(const u_char *yaml, size_t len, ngx_pool_t **pool_out)
 {
     FILE                      *fp;
     char                       name[] = "/tmp/credit-harness-XXXXXX";
@@ -69,6 +72,7 @@ credit_harness_route(const char *yaml)
     ngx_conf_t                 cf;
     ngx_pool_t                *pool;
     ngx_array_t                args;
+    ngx_http_conf_ctx_t       *ctx;
     ngx_http_credit_matrix_t  *m;
 
     fd = mkstemp(name);
@@ -77,10 +81,11 @@ credit_harness_route(const char *yaml)
     }
 
     fp = fdopen(fd, "w");
-    fputs(yaml, fp);
+    fwrite(yaml, 1, len, fp);
     fclose(fp);
 
     pool = ngx_create_pool(16384, &credit_log);
+    *pool_out = pool;
 
     ngx_memzero(&cf, sizeof(ngx_conf_t));
     ngx_array_init(&args, pool, 4, sizeof(ngx_str_t));
@@ -89,6 +94,14 @@ credit_harness_route(const char *yaml)
     cf.temp_pool = pool;
     cf.cycle = &credit_cycle;
     cf.log = &credit_log;
+
+    /* "from: var" registers variables in the http core main conf */
+
+    ctx = ngx_pcalloc(pool, sizeof(ngx_http_conf_ctx_t));
+    ctx->main_conf = ngx_pcalloc(pool, sizeof(void *));
+    ctx->main_conf[ngx_http_core_module.ctx_index] =
+        ngx_pcalloc(pool, sizeof(ngx_http_core_main_conf_t));
+    cf.ctx = ctx;
 
     file.data = (u_char *) name;
     file.len = ngx_strlen(name);
@@ -104,14 +117,13 @@ credit_harness_route(const char *yaml)
         return NULL;
     }
 
-    /* the pool lives as long as the route: callers load a few matrices */
     return m->routes.elts;
 }
 
 
 void
 credit_harness_request(credit_harness_t *h, const char *content_type,
-    u_char *body, size_t len)
+    u_char *args, size_t args_len, u_char *body, size_t len)
 {
     ngx_memzero(h, sizeof(credit_harness_t));
 
@@ -138,6 +150,9 @@ credit_harness_request(credit_harness_t *h, const char *content_type,
     h->body.bufs = &h->chain;
     h->request.request_body = &h->body;
     h->request.headers_in.content_length_n = len;
+
+    h->request.args.data = args;
+    h->request.args.len = args_len;
 
     h->conf.body_limit = (size_t) -1;
     h->rec.conf = &h->conf;

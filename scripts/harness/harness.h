@@ -30,9 +30,10 @@ typedef struct {
 
 
 void credit_harness_init(void);
-ngx_http_credit_route_t *credit_harness_route(const char *yaml);
+ngx_http_credit_route_t *credit_harness_route(const u_char *yaml, size_t len,
+    ngx_pool_t **pool);
 void credit_harness_request(credit_harness_t *h, const char *content_type,
-    u_char *body, size_t len);
+    u_char *args, size_t args_len, u_char *body, size_t len);
 void credit_harness_free(credit_harness_t *h);
 ngx_int_t credit_harness_price(credit_harness_t *h,
     ngx_http_credit_route_t *rt);
