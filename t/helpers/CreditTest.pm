@@ -29,6 +29,7 @@ our $DefaultHttpConfig = <<'_EOC_';
 
     server {
         listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        large_client_header_buffers 4 64k;
         location / { return 200 "ok $request_method $uri\n"; }
         location /v1/fail/500 { return 500 "boom\n"; }
         location /v1/fail/503 { return 503 "busy\n"; }
