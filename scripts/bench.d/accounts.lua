@@ -1,8 +1,18 @@
--- wrk: every request from one of BENCH_ACCOUNTS accounts, spread evenly
+-- wrk: every request from one of BENCH_ACCOUNTS accounts, chosen at
+-- random (each wrk thread with its own seed), so spread evenly
 local n = tonumber(os.getenv("BENCH_ACCOUNTS") or "5000")
-local i = 0
+local threads = 0
+
+function setup(thread)
+    threads = threads + 1
+    thread:set("seed", threads * 7919)
+end
+
+function init(args)
+    math.randomseed(seed)
+end
 
 request = function()
-    i = i + 1
-    return wrk.format(nil, nil, { ["X-API-Key"] = "acct-" .. (i % n) }, nil)
+    return wrk.format(nil, nil,
+                      { ["X-API-Key"] = "acct-" .. math.random(0, n - 1) }, nil)
 end
