@@ -346,8 +346,6 @@ ngx_http_credit_charged(ngx_http_credit_rec_t *rec, ngx_uint_t rc)
         break;
 
     default: /* NGX_HTTP_CREDIT_RC_FAIL */
-        rec->store_failed = 1;
-
         if (clcf->fail_open) {
             rec->status = NGX_HTTP_CREDIT_ST_UNMETERED;
             ngx_log_error(NGX_LOG_ERR, c->log, 0,

@@ -57,8 +57,9 @@ static ngx_int_t ngx_http_credit_cost_grid(ngx_http_credit_yaml_t *y,
     yaml_node_t *by, yaml_node_t *node, ngx_http_credit_route_t *rt);
 static ngx_int_t ngx_http_credit_cost_tiers(ngx_http_credit_yaml_t *y,
     yaml_node_t *node, ngx_http_credit_route_t *rt);
-static ngx_int_t ngx_http_credit_cost_times(ngx_http_credit_yaml_t *y,
-    yaml_node_t *node, ngx_http_credit_route_t *rt);
+static ngx_int_t ngx_http_credit_param_list(ngx_http_credit_yaml_t *y,
+    yaml_node_t *node, ngx_uint_t type, const char *what,
+    ngx_array_t **list);
 static ngx_int_t ngx_http_credit_cost_add(ngx_http_credit_yaml_t *y,
     yaml_node_t *node, ngx_http_credit_route_t *rt);
 static ngx_int_t ngx_http_credit_param_ref(ngx_http_credit_yaml_t *y,
@@ -1125,7 +1126,11 @@ ngx_http_credit_cost(ngx_http_credit_yaml_t *y, yaml_node_t *node,
 
 times:
 
-    if (f[4] && ngx_http_credit_cost_times(y, f[4], rt) != NGX_OK) {
+    if (f[4]
+        && ngx_http_credit_param_list(y, f[4], NGX_HTTP_CREDIT_TYPE_INTEGER,
+                                      "\"times\"", &rt->cost.times)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -1288,7 +1293,6 @@ ngx_http_credit_cost_grid(ngx_http_credit_yaml_t *y, yaml_node_t *by,
     ngx_uint_t                i, k, nby, combos, c, *idx;
     yaml_node_t              *key;
     yaml_node_pair_t         *pair;
-    yaml_node_item_t         *item;
     ngx_http_credit_param_t  *p;
     ngx_http_credit_value_t   v, *vals;
     ngx_http_credit_entry_t  *e, *entries;
@@ -1301,27 +1305,11 @@ ngx_http_credit_cost_grid(ngx_http_credit_yaml_t *y, yaml_node_t *by,
                                      "parameters");
     }
 
-    rt->cost.grid = ngx_array_create(y->cf->pool, nby, sizeof(ngx_uint_t));
-    if (rt->cost.grid == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (item = by->data.sequence.items.start;
-         item < by->data.sequence.items.top;
-         item++)
+    if (ngx_http_credit_param_list(y, by, NGX_CONF_UNSET_UINT, "\"by\"",
+                                   &rt->cost.grid)
+        != NGX_OK)
     {
-        n = ngx_http_credit_param_ref(y, ngx_http_credit_node(y, *item),
-                                      NGX_CONF_UNSET_UINT, "\"by\"");
-        if (n == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        idx = ngx_array_push(rt->cost.grid);
-        if (idx == NULL) {
-            return NGX_ERROR;
-        }
-
-        *idx = n;
+        return NGX_ERROR;
     }
 
     rt->cost.by = *(ngx_uint_t *) rt->cost.grid->elts;
@@ -1568,21 +1556,23 @@ ngx_http_credit_cost_tiers(ngx_http_credit_yaml_t *y, yaml_node_t *node,
 }
 
 
+/* a list of parameter names ("times", "by: [a, b]") into their indexes */
+
 static ngx_int_t
-ngx_http_credit_cost_times(ngx_http_credit_yaml_t *y, yaml_node_t *node,
-    ngx_http_credit_route_t *rt)
+ngx_http_credit_param_list(ngx_http_credit_yaml_t *y, yaml_node_t *node,
+    ngx_uint_t type, const char *what, ngx_array_t **list)
 {
-    ngx_int_t     n;
-    ngx_uint_t   *idx;
+    ngx_int_t          n;
+    ngx_uint_t        *idx;
     yaml_node_item_t  *item;
 
     if (node->type != YAML_SEQUENCE_NODE) {
-        return ngx_http_credit_error(y, node, "\"times\" must be a list of "
-                                     "parameter names");
+        return ngx_http_credit_error(y, node, "%s must be a list of "
+                                     "parameter names", what);
     }
 
-    rt->cost.times = ngx_array_create(y->cf->pool, 2, sizeof(ngx_uint_t));
-    if (rt->cost.times == NULL) {
+    *list = ngx_array_create(y->cf->pool, 2, sizeof(ngx_uint_t));
+    if (*list == NULL) {
         return NGX_ERROR;
     }
 
@@ -1591,13 +1581,12 @@ ngx_http_credit_cost_times(ngx_http_credit_yaml_t *y, yaml_node_t *node,
          item++)
     {
         n = ngx_http_credit_param_ref(y, ngx_http_credit_node(y, *item),
-                                      NGX_HTTP_CREDIT_TYPE_INTEGER,
-                                      "\"times\"");
+                                      type, what);
         if (n == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        idx = ngx_array_push(rt->cost.times);
+        idx = ngx_array_push(*list);
         if (idx == NULL) {
             return NGX_ERROR;
         }

@@ -209,7 +209,6 @@ struct ngx_http_credit_rec_s {
     unsigned                     charged:1;
     unsigned                     refunded:1;
     unsigned                     has_remaining:1;
-    unsigned                     store_failed:1;
     unsigned                     body_read:1;
 };
 
@@ -352,7 +351,6 @@ ngx_int_t ngx_http_credit_balance_handler(ngx_http_request_t *r);
 
 /* var.c */
 ngx_int_t ngx_http_credit_add_variables(ngx_conf_t *cf);
-ngx_str_t *ngx_http_credit_status_name(ngx_uint_t status);
 
 
 #endif /* _NGX_HTTP_CREDIT_MODULE_H_INCLUDED_ */

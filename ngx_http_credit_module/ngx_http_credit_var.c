@@ -19,6 +19,7 @@
 
 static ngx_int_t ngx_http_credit_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_str_t *ngx_http_credit_status_name(ngx_uint_t status);
 
 
 static ngx_http_variable_t  ngx_http_credit_vars[] = {
@@ -81,7 +82,7 @@ ngx_http_credit_add_variables(ngx_conf_t *cf)
 }
 
 
-ngx_str_t *
+static ngx_str_t *
 ngx_http_credit_status_name(ngx_uint_t status)
 {
     return &ngx_http_credit_status_names[status];

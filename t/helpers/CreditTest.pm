@@ -200,26 +200,38 @@ sub grant {
         if $pack;
 }
 
-# a memcached stand-in that stalls: whatever it reads, it answers only
-# $delay seconds later, with "END" for every line (an unknown account);
-# returns its pid.  Used to show that a slow memcached never blocks a
-# worker.
-sub slow_memcached {
-    my ($port, $delay) = @_;
+# a TCP server on $port, in a child process, that runs $handler->($client)
+# in a child of its own for every connection; returns the server's pid
+sub serve {
+    my ($port, $handler) = @_;
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                  LocalPort => $port, Listen => 16,
+                                  LocalPort => $port, Listen => 64,
                                   ReuseAddr => 1, Proto => 'tcp')
         or die "listen $port: $!";
     my $pid = fork;
     die "fork: $!" unless defined $pid;
     if ($pid) {
         close $l;
+        push @Servers, $pid;
         return $pid;
     }
     local $SIG{CHLD} = 'IGNORE';
     while (my $c = $l->accept) {
         my $kid = fork;
         next if !defined $kid || $kid;
+        $handler->($c);
+        POSIX::_exit(0);
+    }
+    POSIX::_exit(0);
+}
+
+# a memcached stand-in that stalls: whatever it reads, it answers only
+# $delay seconds later, with "END" for every line (an unknown account).
+# Used to show that a slow memcached never blocks a worker.
+sub slow_server {
+    my ($port, $delay) = @_;
+    return serve($port, sub {
+        my ($c) = @_;
         my $buf = '';
         while (sysread($c, my $b, 65536)) {
             $buf .= $b;
@@ -230,9 +242,7 @@ sub slow_memcached {
             }
             syswrite($c, $out);
         }
-        POSIX::_exit(0);
-    }
-    POSIX::_exit(0);
+    });
 }
 
 sub stop {
@@ -250,26 +260,12 @@ sub echo_server {
     my ($port) = @_;
     return if $Echo{$port};
     require Digest::MD5;
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                  LocalPort => $port, Listen => 64,
-                                  ReuseAddr => 1, Proto => 'tcp')
-        or die "listen $port: $!";
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if ($pid) {
-        close $l;
-        $Echo{$port} = $pid;
-        push @Servers, $pid;
-        return;
-    }
-    local $SIG{CHLD} = 'IGNORE';
-    while (my $c = $l->accept) {
-        my $kid = fork;
-        next if !defined $kid || $kid;
+    $Echo{$port} = serve($port, sub {
+        my ($c) = @_;
         my $buf = '';
         while ($buf !~ /\r\n\r\n/) {
             my $n = sysread($c, $buf, 65536, length $buf);
-            POSIX::_exit(0) unless $n;
+            return unless $n;
         }
         my ($head, $body) = split /\r\n\r\n/, $buf, 2;
         my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
@@ -281,9 +277,7 @@ sub echo_server {
         my $out = length($body) . ' ' . Digest::MD5::md5_hex($body) . "\n";
         syswrite($c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
                      . "Content-Length: " . length($out) . "\r\n\r\n$out");
-        POSIX::_exit(0);
-    }
-    POSIX::_exit(0);
+    });
 }
 
 # a body in chunked transfer encoding, as one chunk
@@ -299,12 +293,6 @@ sub md5_line {
 }
 
 # helper servers started by "--- init" code are stopped at the end
-sub slow_server {
-    my $pid = slow_memcached(@_);
-    push @Servers, $pid;
-    return $pid;
-}
-
 # A second nginx with the module, sharing the test memcached: another
 # edge server of the same deployment.  Stopped at the end.
 our @Nginx2;
