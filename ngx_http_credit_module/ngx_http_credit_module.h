@@ -251,7 +251,7 @@ typedef struct {
 
 typedef void (*ngx_http_credit_op_done_pt)(ngx_http_credit_op_t *op);
 
-/* one memcached operation on one key, run in the thread pool */
+/* one memcached operation on one key: read, decide, write */
 struct ngx_http_credit_op_s {
     ngx_uint_t                   type;
     ngx_http_credit_wait_t       wait;
