@@ -11,6 +11,12 @@
  * Accounts are spread over the servers with a ketama continuum (MD5, 160
  * points a server): adding a server moves few accounts, and a server that
  * is down is never replaced by another one.
+ *
+ * Commands are memcached's meta commands: "mg KEY v c" reads a balance
+ * and its cas token, "ms KEY LEN C<cas> c" (or "ME c": add) writes one
+ * and returns the new token, which the balance cache keeps.  Each new
+ * connection starts with "stats": the server's pid and start time name
+ * the memcached instance, so tokens from before a restart are never used.
  */
 
 
@@ -46,6 +52,9 @@ typedef struct {
     u_char                      *in_last;
     ngx_event_t                  flush;
     time_t                       down_until;
+    uint64_t                     instance;    /* 0 until "stats" answers */
+    ngx_http_credit_op_t         hello;       /* that "stats" */
+    unsigned                     hello_sent:1;
     unsigned                     connecting:1;
 } ngx_http_credit_server_t;
 
@@ -75,6 +84,10 @@ static ngx_int_t ngx_http_credit_connect(ngx_http_credit_server_t *s);
 static void ngx_http_credit_write_handler(ngx_event_t *wev);
 static void ngx_http_credit_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_credit_parse(ngx_http_credit_server_t *s);
+static ngx_int_t ngx_http_credit_hello(ngx_http_credit_server_t *s);
+static ngx_int_t ngx_http_credit_stats(ngx_http_credit_server_t *s,
+    u_char *p, u_char *end);
+static uint64_t ngx_http_credit_flag(u_char *p, u_char *last, u_char flag);
 static void ngx_http_credit_server_fail(ngx_http_credit_server_t *s,
     const char *reason, ngx_uint_t mark_down);
 
@@ -244,7 +257,21 @@ ngx_http_credit_server(ngx_http_credit_mc_t *mc, u_char *key, size_t len)
 }
 
 
-/* "gets KEY" */
+/* the id of the memcached instance a key's server runs, if known */
+
+uint64_t
+ngx_http_credit_mc_instance(ngx_http_credit_mc_t *mc, u_char *key,
+    size_t len)
+{
+    ngx_http_credit_server_t  *s;
+
+    s = ngx_http_credit_server(mc, key, len);
+
+    return (s->c && !s->connecting) ? s->instance : 0;
+}
+
+
+/* "mg KEY v c": the value and its cas token */
 
 ngx_int_t
 ngx_http_credit_mc_gets(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
@@ -256,16 +283,16 @@ ngx_http_credit_mc_gets(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
 
     op->expect = NGX_HTTP_CREDIT_EXPECT_VALUE;
 
-    if (ngx_http_credit_send(s, op, sizeof("gets \r\n") - 1 + op->key_len,
+    if (ngx_http_credit_send(s, op, sizeof("mg  v c\r\n") - 1 + op->key_len,
                              &p)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(p, "gets ", 5);
+    p = ngx_cpymem(p, "mg ", 3);
     p = ngx_cpymem(p, op->key, op->key_len);
-    *p++ = CR; *p++ = LF;
+    p = ngx_cpymem(p, " v c\r\n", 6);
 
     s->out_last = p;
 
@@ -273,7 +300,7 @@ ngx_http_credit_mc_gets(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
 }
 
 
-/* "cas KEY 0 0 LEN CAS" or, for a new item, "add KEY 0 0 LEN" */
+/* "ms KEY LEN C<cas> c" or, for a new item, "ms KEY LEN ME c" */
 
 ngx_int_t
 ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op,
@@ -286,7 +313,7 @@ ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op,
 
     op->expect = NGX_HTTP_CREDIT_EXPECT_STORED;
 
-    if (ngx_http_credit_send(s, op, sizeof("add  0 0  \r\n\r\n") - 1
+    if (ngx_http_credit_send(s, op, sizeof("ms   C c\r\n\r\n") - 1
                                     + op->key_len + len + 2 * NGX_INT64_LEN,
                              &p)
         != NGX_OK)
@@ -295,11 +322,11 @@ ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op,
     }
 
     if (op->exists) {
-        p = ngx_sprintf(p, "cas %*s 0 0 %uz %uL\r\n", op->key_len, op->key,
+        p = ngx_sprintf(p, "ms %*s %uz C%uL c\r\n", op->key_len, op->key,
                         len, op->cas);
 
     } else {
-        p = ngx_sprintf(p, "add %*s 0 0 %uz\r\n", op->key_len, op->key, len);
+        p = ngx_sprintf(p, "ms %*s %uz ME c\r\n", op->key_len, op->key, len);
     }
 
     p = ngx_cpymem(p, value, len);
@@ -332,7 +359,7 @@ ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
         return NGX_ERROR;
     }
 
-    if (s->nsent >= mc->max_pending) {
+    if (s->nsent - s->hello_sent >= mc->max_pending) {
         ngx_cpystrn((u_char *) op->err,
                     (u_char *) "too many memcached operations pending",
                     sizeof(op->err));
@@ -372,6 +399,7 @@ ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
     *p = s->out_last;
 
     op->server = s;
+    op->instance = (s->c && !s->connecting) ? s->instance : 0;
     ngx_queue_insert_tail(&s->sent, &op->mc_queue);
     s->nsent++;
 
@@ -433,6 +461,7 @@ ngx_http_credit_connect(ngx_http_credit_server_t *s)
 
     c = s->peer.connection;
     s->c = c;
+    s->instance = 0;
 
     c->data = s;
     c->log = s->mc->log;
@@ -441,6 +470,11 @@ ngx_http_credit_connect(ngx_http_credit_server_t *s)
     c->read->handler = ngx_http_credit_read_handler;
     c->write->handler = ngx_http_credit_write_handler;
 
+    if (ngx_http_credit_hello(s) != NGX_OK) {
+        ngx_http_credit_server_fail(s, "cannot talk to memcached", 1);
+        return NGX_ERROR;
+    }
+
     if (rc == NGX_AGAIN) {
         s->connecting = 1;
         ngx_add_timer(c->write, s->mc->connect_timeout);
@@ -448,6 +482,38 @@ ngx_http_credit_connect(ngx_http_credit_server_t *s)
     }
 
     s->connecting = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The first command of every connection, ahead of those queued while it
+ * was made: "stats", whose pid and start time name the instance.
+ */
+
+static ngx_int_t
+ngx_http_credit_hello(ngx_http_credit_server_t *s)
+{
+    size_t  used;
+
+    used = s->out_last - s->out_pos;
+
+    if ((size_t) (s->out_end - s->out_pos) < used + 7) {
+        return NGX_ERROR;
+    }
+
+    ngx_memmove(s->out_pos + 7, s->out_pos, used);
+    ngx_memcpy(s->out_pos, "stats\r\n", 7);
+    s->out_last += 7;
+
+    ngx_memzero(&s->hello, sizeof(ngx_http_credit_op_t));
+    s->hello.expect = NGX_HTTP_CREDIT_EXPECT_STATS;
+    s->hello.server = s;
+
+    ngx_queue_insert_head(&s->sent, &s->hello.mc_queue);
+    s->nsent++;
+    s->hello_sent = 1;
 
     return NGX_OK;
 }
@@ -611,10 +677,9 @@ ngx_http_credit_read_handler(ngx_event_t *rev)
 static ngx_int_t
 ngx_http_credit_parse(ngx_http_credit_server_t *s)
 {
-    u_char                    *p, *eol, *data, *f[5];
+    u_char                    *p, *eol, *data, *f[1];
     size_t                     len;
     ngx_int_t                  bytes;
-    ngx_uint_t                 i;
     ngx_queue_t               *q;
     ngx_http_credit_op_t      *op;
     ngx_http_credit_reply_t    reply;
@@ -638,62 +703,77 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
         ngx_memzero(&reply, sizeof(ngx_http_credit_reply_t));
         len = eol - p;
 
-        if (len >= 5 && ngx_strncmp(p, "VALUE", 5) == 0) {
+        if (op->expect == NGX_HTTP_CREDIT_EXPECT_STATS) {
+
+            /* "STAT name value" lines, then "END" */
+
+            data = ngx_strlcasestrn(p, s->in_last, (u_char *) "END\r\n",
+                                    5 - 1);
+            if (data == NULL) {
+                return NGX_OK;
+            }
+
+            if (ngx_http_credit_stats(s, p, data) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            s->in_pos = data + 5;
+
+            ngx_queue_remove(q);
+            s->nsent--;
+            s->hello_sent = 0;
+            continue;
+        }
+
+        if (len >= 2 && p[0] == 'V' && p[1] == 'A') {
 
             if (op->expect != NGX_HTTP_CREDIT_EXPECT_VALUE) {
                 return NGX_ERROR;
             }
 
-            /* VALUE key flags bytes cas */
+            /* VA <bytes> c<cas> */
 
-            for (i = 0, data = p; i < 5 && data < eol; i++) {
-                f[i] = data;
-                data = ngx_strlchr(data, eol, ' ');
-                if (data == NULL) {
-                    data = eol;
-                }
-                data++;
+            f[0] = ngx_strlchr(p + 3, eol, ' ');
+            if (f[0] == NULL) {
+                f[0] = eol;
             }
 
-            if (i != 5) {
-                return NGX_ERROR;
-            }
-
-            bytes = ngx_atoi(f[3], f[4] - f[3] - 1);
+            bytes = ngx_atoi(p + 3, f[0] - p - 3);
             if (bytes == NGX_ERROR) {
                 return NGX_ERROR;
             }
 
             data = eol + 2;
 
-            if (s->in_last - data < bytes + 2 + 5) {
+            if (s->in_last - data < bytes + 2) {
                 return NGX_OK;                  /* not all there yet */
             }
 
-            if (ngx_strncmp(data + bytes, "\r\nEND\r\n", 7) != 0) {
+            if (data[bytes] != CR || data[bytes + 1] != LF) {
                 return NGX_ERROR;
             }
 
             reply.type = NGX_HTTP_CREDIT_REPLY_VALUE;
             reply.value.data = data;
             reply.value.len = bytes;
-            reply.cas = ngx_atoof(f[4], eol - f[4]);
+            reply.cas = ngx_http_credit_flag(p, eol, 'c');
 
-            s->in_pos = data + bytes + 7;
+            s->in_pos = data + bytes + 2;
 
         } else {
             s->in_pos = eol + 2;
 
-            if (len == 3 && ngx_strncmp(p, "END", 3) == 0) {
+            if (len >= 2 && p[0] == 'E' && p[1] == 'N') {
                 reply.type = NGX_HTTP_CREDIT_REPLY_MISS;
 
-            } else if (len == 6 && ngx_strncmp(p, "STORED", 6) == 0) {
+            } else if (len >= 2 && p[0] == 'H' && p[1] == 'D') {
                 reply.type = NGX_HTTP_CREDIT_REPLY_STORED;
+                reply.cas = ngx_http_credit_flag(p, eol, 'c');
 
-            } else if ((len == 6 && ngx_strncmp(p, "EXISTS", 6) == 0)
-                       || (len == 9 && ngx_strncmp(p, "NOT_FOUND", 9) == 0)
-                       || (len == 10
-                           && ngx_strncmp(p, "NOT_STORED", 10) == 0))
+            } else if (len >= 2
+                       && ((p[0] == 'E' && p[1] == 'X')
+                           || (p[0] == 'N' && p[1] == 'F')
+                           || (p[0] == 'N' && p[1] == 'S')))
             {
                 reply.type = NGX_HTTP_CREDIT_REPLY_CONFLICT;
 
@@ -711,7 +791,9 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
                 != (reply.type == NGX_HTTP_CREDIT_REPLY_MISS
                     || reply.type == NGX_HTTP_CREDIT_REPLY_ERROR))
             {
-                return NGX_ERROR;
+                if (reply.type != NGX_HTTP_CREDIT_REPLY_ERROR) {
+                    return NGX_ERROR;
+                }
             }
         }
 
@@ -760,6 +842,8 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     }
 
     s->connecting = 0;
+    s->hello_sent = 0;
+    s->instance = 0;
     s->out_pos = s->out;
     s->out_last = s->out;
     s->in_pos = s->in;
@@ -793,7 +877,95 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
         op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
         op->server = NULL;
 
+        if (op->expect == NGX_HTTP_CREDIT_EXPECT_STATS) {
+            continue;                   /* the connection's own "stats" */
+        }
+
         ngx_http_credit_op_reply(op, &reply);
     }
 }
 
+
+/* "STAT pid 123", "STAT uptime 45", "STAT time 1700000000" */
+
+static ngx_int_t
+ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
+{
+    u_char    *eol, *v;
+    int64_t    n;
+    uint64_t   pid, uptime, now;
+
+    pid = 0;
+    uptime = 0;
+    now = 0;
+
+    for ( /* void */ ; p < end; p = eol + 2) {
+        eol = ngx_strlcasestrn(p, end + 2, (u_char *) "\r\n", 2 - 1);
+        if (eol == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (eol - p < 5 || ngx_strncmp(p, "STAT ", 5) != 0) {
+            return NGX_ERROR;
+        }
+
+        v = ngx_strlchr(p + 5, eol, ' ');
+        if (v == NULL) {
+            continue;
+        }
+
+        n = ngx_atoof(v + 1, eol - v - 1);
+
+        if (v - p - 5 == 3 && ngx_strncmp(p + 5, "pid", 3) == 0) {
+            pid = n;
+
+        } else if (v - p - 5 == 6 && ngx_strncmp(p + 5, "uptime", 6) == 0) {
+            uptime = n;
+
+        } else if (v - p - 5 == 4 && ngx_strncmp(p + 5, "time", 4) == 0) {
+            now = n;
+        }
+    }
+
+    /* the start time does not change while the instance runs */
+
+    s->instance = (pid << 40) ^ (now - uptime);
+
+    if (s->instance == 0) {
+        s->instance = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the number after a one-letter flag of a meta reply: "c123" */
+
+static uint64_t
+ngx_http_credit_flag(u_char *p, u_char *last, u_char flag)
+{
+    u_char  *e;
+    off_t    n;
+
+    for ( ;; ) {
+        p = ngx_strlchr(p, last, ' ');
+        if (p == NULL || p + 1 >= last) {
+            return 0;
+        }
+
+        p++;
+
+        if (*p != flag) {
+            continue;
+        }
+
+        e = ngx_strlchr(p, last, ' ');
+        if (e == NULL) {
+            e = last;
+        }
+
+        n = ngx_atoof(p + 1, e - p - 1);
+
+        return (n == NGX_ERROR) ? 0 : (uint64_t) n;
+    }
+}

@@ -360,8 +360,9 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_credit_main_conf_t *cmcf = conf;
 
+    ssize_t       size;
     ngx_int_t     n;
-    ngx_str_t    *value, v;
+    ngx_str_t    *value, v, name;
     ngx_url_t     u;
     ngx_uint_t    i, j;
     ngx_addr_t   *addr;
@@ -371,6 +372,7 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = cf->args->elts;
+    size = 10 * 1024 * 1024;
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -415,6 +417,22 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
             cmcf->max_batch = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "cache=", 6) == 0) {
+            v.data = value[i].data + 6;
+            v.len = value[i].len - 6;
+
+            if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+                size = 0;
+                continue;
+            }
+
+            size = ngx_parse_size(&v);
+            if (size == NGX_ERROR || size < 64 * 1024) {
+                goto invalid;
+            }
             continue;
         }
 
@@ -471,6 +489,23 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (cmcf->servers.nelts == 0) {
         return "needs at least one server";
+    }
+
+    if (size) {
+        ngx_str_set(&name, "credit_cache");
+
+        cmcf->cache_zone = ngx_shared_memory_add(cf, &name, size,
+                                                 &ngx_http_credit_module);
+        if (cmcf->cache_zone == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cmcf->cache_zone->data = ngx_http_credit_cache_create(cf);
+        if (cmcf->cache_zone->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cmcf->cache_zone->init = ngx_http_credit_cache_init_zone;
     }
 
     return NGX_CONF_OK;

@@ -142,6 +142,7 @@ typedef struct {
 /* the memcached side, one per worker process */
 typedef struct ngx_http_credit_store_s  ngx_http_credit_store_t;
 typedef struct ngx_http_credit_mc_s  ngx_http_credit_mc_t;
+typedef struct ngx_http_credit_cache_s  ngx_http_credit_cache_t;
 
 
 typedef struct {
@@ -151,6 +152,7 @@ typedef struct {
     ngx_uint_t                   retry_timeout;   /* seconds */
     ngx_uint_t                   max_batch;
     ngx_uint_t                   max_pending;
+    ngx_shm_zone_t              *cache_zone;
     ngx_http_credit_store_t     *store;       /* set in init_process */
 } ngx_http_credit_main_conf_t;
 
@@ -228,6 +230,7 @@ struct ngx_http_credit_rec_s {
 
 #define NGX_HTTP_CREDIT_EXPECT_VALUE    0
 #define NGX_HTTP_CREDIT_EXPECT_STORED   1
+#define NGX_HTTP_CREDIT_EXPECT_STATS    2
 
 #define NGX_HTTP_CREDIT_REPLY_VALUE     1
 #define NGX_HTTP_CREDIT_REPLY_MISS      2
@@ -260,7 +263,9 @@ struct ngx_http_credit_op_s {
     void                        *server;
     ngx_uint_t                   expect;
     uint64_t                     cas;
+    uint64_t                     instance;    /* of the memcached asked */
     ngx_uint_t                   exists;
+    ngx_uint_t                   cached;      /* decided from the cache */
     u_char                       key[NGX_HTTP_CREDIT_KEY_MAX + 1];
     size_t                       key_len;
     int64_t                      plan_amount;
@@ -330,6 +335,20 @@ ngx_int_t ngx_http_credit_mc_gets(ngx_http_credit_mc_t *mc,
     ngx_http_credit_op_t *op);
 ngx_int_t ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc,
     ngx_http_credit_op_t *op, u_char *value, size_t len);
+uint64_t ngx_http_credit_mc_instance(ngx_http_credit_mc_t *mc, u_char *key,
+    size_t len);
+
+/* cache.c */
+ngx_http_credit_cache_t *ngx_http_credit_cache_create(ngx_conf_t *cf);
+ngx_int_t ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_int_t ngx_http_credit_cache_get(ngx_http_credit_cache_t *cache,
+    u_char *key, size_t len, uint64_t instance, int64_t *plan,
+    int64_t *pack, uint64_t *cas);
+void ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
+    size_t len, uint64_t instance, int64_t plan, int64_t pack, uint64_t cas);
+void ngx_http_credit_cache_forget(ngx_http_credit_cache_t *cache,
+    u_char *key, size_t len, uint64_t cas);
 
 /* handler.c */
 ngx_int_t ngx_http_credit_handler(ngx_http_request_t *r);

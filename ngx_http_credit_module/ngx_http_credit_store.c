@@ -37,6 +37,7 @@ typedef struct {
 
 struct ngx_http_credit_store_s {
     ngx_http_credit_mc_t        *mc;
+    ngx_http_credit_cache_t     *cache;       /* NULL: cache=off */
     ngx_rbtree_t                 flights;
     ngx_rbtree_node_t            sentinel;
     ngx_uint_t                   max_batch;
@@ -68,7 +69,10 @@ static ngx_int_t ngx_http_credit_op_start(ngx_http_credit_store_t *store,
 static void ngx_http_credit_op_finish(ngx_http_credit_op_t *op,
     ngx_uint_t rc);
 static void ngx_http_credit_charge_done(ngx_http_credit_op_t *op);
-static void ngx_http_credit_decide(ngx_http_credit_op_t *op);
+static ngx_int_t ngx_http_credit_compute(ngx_http_credit_op_t *op);
+static ngx_uint_t ngx_http_credit_decide(ngx_http_credit_op_t *op);
+static void ngx_http_credit_remember(ngx_http_credit_op_t *op, uint64_t cas);
+static void ngx_http_credit_forget(ngx_http_credit_op_t *op, uint64_t cas);
 static ngx_int_t ngx_http_credit_balance(ngx_str_t *value, int64_t *plan,
     int64_t *pack);
 
@@ -91,6 +95,7 @@ ngx_http_credit_store_init(ngx_cycle_t *cycle,
 
     store->max_batch = cmcf->max_batch;
     store->log = cycle->log;
+    store->cache = cmcf->cache_zone ? cmcf->cache_zone->data : NULL;
 
     ngx_rbtree_init(&store->flights, &store->sentinel,
                     ngx_str_rbtree_insert_value);
@@ -552,13 +557,54 @@ static ngx_int_t
 ngx_http_credit_op_start(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op)
 {
+    u_char     *p;
+    uint64_t    instance;
+    ngx_uint_t  refused;
+    u_char      value[2 * NGX_INT64_LEN + 2];
+
     /* the op may outlive its request: log to the worker's log */
 
     op->store = store;
     op->log = store->log;
     op->retries = 0;
+    op->cached = 0;
 
-    return ngx_http_credit_mc_gets(store->mc, op);
+    if (store->cache == NULL || op->type == NGX_HTTP_CREDIT_OP_GET) {
+        return ngx_http_credit_mc_gets(store->mc, op);
+    }
+
+    /*
+     * The fast path: decide from the cached balance and write with its
+     * token at once.  Only when that charges everything in the batch: a
+     * refusal is always decided on a fresh read.
+     */
+
+    instance = ngx_http_credit_mc_instance(store->mc, op->key, op->key_len);
+
+    if (instance == 0
+        || ngx_http_credit_cache_get(store->cache, op->key, op->key_len,
+                                     instance, &op->plan, &op->pack, &op->cas)
+           != NGX_OK)
+    {
+        return ngx_http_credit_mc_gets(store->mc, op);
+    }
+
+    op->exists = 1;
+    refused = 0;
+
+    if (op->type == NGX_HTTP_CREDIT_OP_CHARGE) {
+        refused = ngx_http_credit_decide(op);
+    }
+
+    if (ngx_http_credit_compute(op) != NGX_OK || refused) {
+        return ngx_http_credit_mc_gets(store->mc, op);
+    }
+
+    op->cached = 1;
+
+    p = ngx_sprintf(value, "%L %L", op->plan, op->pack);
+
+    return ngx_http_credit_mc_store(store->mc, op, value, p - value);
 }
 
 
@@ -572,9 +618,9 @@ void
 ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
     ngx_http_credit_reply_t *reply)
 {
-    int64_t   plan, pack;
-    u_char   *p;
-    u_char    value[2 * NGX_INT64_LEN + 2];
+    u_char     *p;
+    ngx_int_t   rc;
+    u_char      value[2 * NGX_INT64_LEN + 2];
 
     switch (reply->type) {
 
@@ -585,12 +631,15 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
         return;
 
     case NGX_HTTP_CREDIT_REPLY_STORED:
+        ngx_http_credit_remember(op, reply->cas);
         ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_OK);
         return;
 
     case NGX_HTTP_CREDIT_REPLY_CONFLICT:
 
-        /* somebody wrote between our gets and our cas: read again */
+        /* somebody wrote since the token was read: read again */
+
+        ngx_http_credit_forget(op, op->cas);
 
         if (++op->retries == NGX_HTTP_CREDIT_CAS_TRIES) {
             ngx_cpystrn((u_char *) op->err,
@@ -598,6 +647,8 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
             ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
             return;
         }
+
+        op->cached = 0;
 
         if (ngx_http_credit_mc_gets(op->store->mc, op) != NGX_OK) {
             ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
@@ -609,6 +660,7 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
         op->exists = 0;
         op->plan = 0;
         op->pack = 0;
+        ngx_http_credit_forget(op, 0);
         break;
 
     default: /* NGX_HTTP_CREDIT_REPLY_VALUE */
@@ -623,49 +675,26 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
 
         op->exists = 1;
         op->cas = reply->cas;
+        ngx_http_credit_remember(op, reply->cas);
         break;
     }
 
     /* the balance is read: decide */
 
-    switch (op->type) {
+    if (op->type == NGX_HTTP_CREDIT_OP_CHARGE) {
+        (void) ngx_http_credit_decide(op);
+    }
 
-    case NGX_HTTP_CREDIT_OP_GET:
+    rc = ngx_http_credit_compute(op);
+
+    if (rc == NGX_DONE) {
         ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_OK);
         return;
+    }
 
-    case NGX_HTTP_CREDIT_OP_CHARGE:
-        plan = op->plan;
-        pack = op->pack;
-
-        ngx_http_credit_decide(op);
-
-        if (plan == op->plan && pack == op->pack) {
-            ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_OK);
-            return;             /* nothing charged: nothing to write */
-        }
-
-        break;
-
-    case NGX_HTTP_CREDIT_OP_SET_PLAN:
-        op->plan = op->plan_amount;
-        break;
-
-    default: /* NGX_HTTP_CREDIT_OP_REFUND, NGX_HTTP_CREDIT_OP_ADD_PACK */
-        op->plan += op->plan_amount;
-        op->pack += op->pack_amount;
-
-        if (op->plan > NGX_HTTP_CREDIT_MAX_COST
-            || op->pack > NGX_HTTP_CREDIT_MAX_COST)
-        {
-            ngx_cpystrn((u_char *) op->err,
-                        (u_char *) "balance would be too large",
-                        sizeof(op->err));
-            ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_SHORT);
-            return;
-        }
-
-        break;
+    if (rc == NGX_DECLINED) {
+        ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_SHORT);
+        return;
     }
 
     p = ngx_sprintf(value, "%L %L", op->plan, op->pack);
@@ -674,6 +703,79 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
         != NGX_OK)
     {
         ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
+    }
+}
+
+
+/*
+ * The new balance of an operation from the one read (op->plan, op->pack;
+ * a charge batch has been decided already).  NGX_OK: write it; NGX_DONE:
+ * nothing changes; NGX_DECLINED: it would pass the largest balance.
+ */
+
+static ngx_int_t
+ngx_http_credit_compute(ngx_http_credit_op_t *op)
+{
+    ngx_uint_t               i;
+    ngx_http_credit_item_t  *it;
+
+    switch (op->type) {
+
+    case NGX_HTTP_CREDIT_OP_GET:
+        return NGX_DONE;
+
+    case NGX_HTTP_CREDIT_OP_CHARGE:
+        it = op->data;
+
+        for (i = 0; i < op->nbatch; i++) {
+            if (it[i].rc == NGX_HTTP_CREDIT_RC_OK && it[i].cost) {
+                return NGX_OK;
+            }
+        }
+
+        return NGX_DONE;        /* nothing charged: nothing to write */
+
+    case NGX_HTTP_CREDIT_OP_SET_PLAN:
+        op->plan = op->plan_amount;
+        return NGX_OK;
+
+    default: /* NGX_HTTP_CREDIT_OP_REFUND, NGX_HTTP_CREDIT_OP_ADD_PACK */
+        if (op->plan + op->plan_amount > NGX_HTTP_CREDIT_MAX_COST
+            || op->pack + op->pack_amount > NGX_HTTP_CREDIT_MAX_COST)
+        {
+            ngx_cpystrn((u_char *) op->err,
+                        (u_char *) "balance would be too large",
+                        sizeof(op->err));
+            return NGX_DECLINED;
+        }
+
+        op->plan += op->plan_amount;
+        op->pack += op->pack_amount;
+        return NGX_OK;
+    }
+}
+
+
+/* tells the cache what memcached now holds for the key */
+
+static void
+ngx_http_credit_remember(ngx_http_credit_op_t *op, uint64_t cas)
+{
+    if (op->store->cache == NULL || op->instance == 0 || cas == 0) {
+        return;
+    }
+
+    ngx_http_credit_cache_set(op->store->cache, op->key, op->key_len,
+                              op->instance, op->plan, op->pack, cas);
+}
+
+
+static void
+ngx_http_credit_forget(ngx_http_credit_op_t *op, uint64_t cas)
+{
+    if (op->store->cache) {
+        ngx_http_credit_cache_forget(op->store->cache, op->key, op->key_len,
+                                     cas);
     }
 }
 
@@ -732,14 +834,15 @@ ngx_http_credit_op_finish(ngx_http_credit_op_t *op, ngx_uint_t rc)
  * plan first, then pack; a charge that does not fit takes nothing.
  */
 
-static void
+static ngx_uint_t
 ngx_http_credit_decide(ngx_http_credit_op_t *op)
 {
     int64_t                  cost, from_plan;
-    ngx_uint_t               i;
+    ngx_uint_t               i, refused;
     ngx_http_credit_item_t  *it;
 
     it = op->data;
+    refused = 0;
 
     for (i = 0; i < op->nbatch; i++) {
         cost = it[i].cost;
@@ -749,6 +852,7 @@ ngx_http_credit_decide(ngx_http_credit_op_t *op)
             it[i].plan_charged = 0;
             it[i].pack_charged = 0;
             it[i].remaining = op->plan + op->pack;
+            refused++;
             continue;
         }
 
@@ -762,4 +866,6 @@ ngx_http_credit_decide(ngx_http_credit_op_t *op)
         it[i].pack_charged = cost - from_plan;
         it[i].remaining = op->plan + op->pack;
     }
+
+    return refused;
 }
