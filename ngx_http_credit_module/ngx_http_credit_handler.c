@@ -117,9 +117,14 @@ ngx_http_credit_start(ngx_http_request_t *r, ngx_http_credit_loc_conf_t *clcf,
 
     rec->conf = clcf;
 
-    captures = ngx_palloc(r->pool, NGX_HTTP_CREDIT_CAPTURES * sizeof(int));
-    if (captures == NULL) {
-        return NGX_ERROR;
+    captures = NULL;
+
+    if (clcf->matrix->regex) {
+        captures = ngx_palloc(r->pool,
+                              NGX_HTTP_CREDIT_CAPTURES * sizeof(int));
+        if (captures == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     rt = ngx_http_credit_find_route(r, clcf->matrix, captures,
@@ -404,7 +409,15 @@ ngx_http_credit_get_rec(ngx_http_request_t *r, ngx_uint_t create)
         return rec;
     }
 
-    /* the ctx is wiped by internal redirects; the cleanup is not */
+    /*
+     * The ctx is wiped by internal redirects (which mark the request
+     * internal); the cleanup is not.  Without a redirect there is nothing
+     * to look for: every response passes here, metered or not.
+     */
+
+    if (!r->main->internal && !create) {
+        return NULL;
+    }
 
     for (cln = r->main->pool->cleanup; cln; cln = cln->next) {
         if (cln->handler == ngx_http_credit_cleanup) {

@@ -501,6 +501,10 @@ ngx_http_credit_route(ngx_http_credit_yaml_t *y, yaml_node_t *node,
         return NGX_ERROR;
     }
 
+    if (rt->match == NGX_HTTP_CREDIT_MATCH_REGEX) {
+        m->regex = 1;
+    }
+
     if (ngx_array_init(&rt->params, y->cf->pool, 4,
                        sizeof(ngx_http_credit_param_t))
         != NGX_OK)

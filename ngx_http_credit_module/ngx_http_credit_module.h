@@ -136,6 +136,7 @@ typedef struct {
     ngx_str_t                    file;
     ngx_array_t                  routes;      /* ngx_http_credit_route_t */
     unsigned                     unmatched_free:1;
+    unsigned                     regex:1;     /* some route has a regex */
 } ngx_http_credit_matrix_t;
 
 
