@@ -266,7 +266,6 @@ struct ngx_http_credit_op_s {
     uint64_t                     cas;
     uint64_t                     instance;    /* of the memcached asked */
     ngx_uint_t                   exists;
-    ngx_uint_t                   cached;      /* decided from the cache */
     u_char                       key[NGX_HTTP_CREDIT_KEY_MAX + 1];
     size_t                       key_len;
     int64_t                      plan_amount;

@@ -70,6 +70,7 @@ static void ngx_http_credit_op_finish(ngx_http_credit_op_t *op,
     ngx_uint_t rc);
 static void ngx_http_credit_charge_done(ngx_http_credit_op_t *op);
 static ngx_int_t ngx_http_credit_compute(ngx_http_credit_op_t *op);
+static ngx_int_t ngx_http_credit_write(ngx_http_credit_op_t *op);
 static ngx_uint_t ngx_http_credit_decide(ngx_http_credit_op_t *op);
 static void ngx_http_credit_remember(ngx_http_credit_op_t *op, uint64_t cas);
 static void ngx_http_credit_forget(ngx_http_credit_op_t *op, uint64_t cas);
@@ -557,17 +558,14 @@ static ngx_int_t
 ngx_http_credit_op_start(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op)
 {
-    u_char     *p;
     uint64_t    instance;
     ngx_uint_t  refused;
-    u_char      value[2 * NGX_INT64_LEN + 2];
 
     /* the op may outlive its request: log to the worker's log */
 
     op->store = store;
     op->log = store->log;
     op->retries = 0;
-    op->cached = 0;
 
     if (store->cache == NULL || op->type == NGX_HTTP_CREDIT_OP_GET) {
         return ngx_http_credit_mc_gets(store->mc, op);
@@ -600,11 +598,21 @@ ngx_http_credit_op_start(ngx_http_credit_store_t *store,
         return ngx_http_credit_mc_gets(store->mc, op);
     }
 
-    op->cached = 1;
+    return ngx_http_credit_write(op);
+}
+
+
+/* sends the new balance, with the token read (or an add for a new item) */
+
+static ngx_int_t
+ngx_http_credit_write(ngx_http_credit_op_t *op)
+{
+    u_char  *p;
+    u_char   value[2 * NGX_INT64_LEN + 2];
 
     p = ngx_sprintf(value, "%L %L", op->plan, op->pack);
 
-    return ngx_http_credit_mc_store(store->mc, op, value, p - value);
+    return ngx_http_credit_mc_store(op->store->mc, op, value, p - value);
 }
 
 
@@ -618,9 +626,7 @@ void
 ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
     ngx_http_credit_reply_t *reply)
 {
-    u_char     *p;
-    ngx_int_t   rc;
-    u_char      value[2 * NGX_INT64_LEN + 2];
+    ngx_int_t  rc;
 
     switch (reply->type) {
 
@@ -647,8 +653,6 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
             ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
             return;
         }
-
-        op->cached = 0;
 
         if (ngx_http_credit_mc_gets(op->store->mc, op) != NGX_OK) {
             ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
@@ -697,11 +701,7 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
         return;
     }
 
-    p = ngx_sprintf(value, "%L %L", op->plan, op->pack);
-
-    if (ngx_http_credit_mc_store(op->store->mc, op, value, p - value)
-        != NGX_OK)
-    {
+    if (ngx_http_credit_write(op) != NGX_OK) {
         ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
     }
 }
