@@ -19,35 +19,47 @@
 #include "ngx_http_credit_module.h"
 
 
-typedef struct {
-    ngx_rbtree_node_t            node;
-    ngx_queue_t                  queue;       /* LRU */
-    int64_t                      plan;
-    int64_t                      pack;
-    uint64_t                     cas;
-    uint64_t                     instance;
-    u_short                      len;
-    u_char                       key[1];
-} ngx_http_credit_cache_node_t;
+/*
+ * A chained hash table rather than the rbtree nginx's own zones use: a
+ * lookup touches a bucket and, almost always, one node, where a tree of
+ * thousands of accounts costs a dozen cache misses on nodes the other
+ * workers keep writing (it was the module's most expensive function under
+ * load).  One node is about two cache lines; the table has a bucket per
+ * 128 bytes of the zone, so chains stay short even when the zone is full.
+ */
+
+typedef struct ngx_http_credit_cache_node_s  ngx_http_credit_cache_node_t;
+
+struct ngx_http_credit_cache_node_s {
+    ngx_http_credit_cache_node_t  *next;        /* hash chain */
+    uint32_t                       hash;
+    u_short                        len;
+    ngx_queue_t                    queue;       /* LRU */
+    int64_t                        plan;
+    int64_t                        pack;
+    uint64_t                       cas;
+    uint64_t                       instance;
+    u_char                         key[1];
+};
 
 
 typedef struct {
-    ngx_rbtree_t                 tree;
-    ngx_rbtree_node_t            sentinel;
-    ngx_queue_t                  lru;
+    ngx_queue_t                    lru;
+    ngx_uint_t                     mask;
+    ngx_http_credit_cache_node_t  *buckets[1];
 } ngx_http_credit_cache_sh_t;
 
 
 struct ngx_http_credit_cache_s {
-    ngx_http_credit_cache_sh_t  *sh;
-    ngx_slab_pool_t             *shpool;
+    ngx_http_credit_cache_sh_t    *sh;
+    ngx_slab_pool_t               *shpool;
 };
 
 
-static void ngx_http_credit_cache_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_credit_cache_node_t *ngx_http_credit_cache_find(
+static ngx_http_credit_cache_node_t **ngx_http_credit_cache_find(
     ngx_http_credit_cache_t *cache, u_char *key, size_t len, uint32_t hash);
+static void ngx_http_credit_cache_evict(ngx_http_credit_cache_t *cache,
+    ngx_http_credit_cache_node_t *cn);
 
 
 ngx_http_credit_cache_t *
@@ -63,6 +75,7 @@ ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_credit_cache_t *ocache = data;
 
     size_t                    len;
+    ngx_uint_t                n;
     ngx_http_credit_cache_t  *cache;
 
     cache = shm_zone->data;
@@ -81,19 +94,23 @@ ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
+    /* a power of two buckets, one per 128 bytes of the zone */
+
+    for (n = 1024; n < shm_zone->shm.size / 128; n <<= 1) { /* void */ }
+
     cache->sh = ngx_slab_alloc(cache->shpool,
-                               sizeof(ngx_http_credit_cache_sh_t));
+                               offsetof(ngx_http_credit_cache_sh_t, buckets)
+                               + n * sizeof(ngx_http_credit_cache_node_t *));
     if (cache->sh == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memzero(cache->sh, sizeof(ngx_http_credit_cache_sh_t));
+    ngx_memzero(cache->sh->buckets, n * sizeof(ngx_http_credit_cache_node_t *));
+
+    cache->sh->mask = n - 1;
+    ngx_queue_init(&cache->sh->lru);
 
     cache->shpool->data = cache->sh;
-
-    ngx_rbtree_init(&cache->sh->tree, &cache->sh->sentinel,
-                    ngx_http_credit_cache_insert);
-    ngx_queue_init(&cache->sh->lru);
 
     len = sizeof(" in credit cache zone \"\"") + shm_zone->shm.name.len;
 
@@ -111,79 +128,43 @@ ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-static void
-ngx_http_credit_cache_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t             **p;
-    ngx_http_credit_cache_node_t   *n, *t;
+/* the link that points to a key's node, or to the NULL ending its chain */
 
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else { /* node->key == temp->key */
-            n = (ngx_http_credit_cache_node_t *) node;
-            t = (ngx_http_credit_cache_node_t *) temp;
-
-            p = (ngx_memn2cmp(n->key, t->key, n->len, t->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
-static ngx_http_credit_cache_node_t *
+static ngx_http_credit_cache_node_t **
 ngx_http_credit_cache_find(ngx_http_credit_cache_t *cache, u_char *key,
     size_t len, uint32_t hash)
 {
-    ngx_int_t                      rc;
-    ngx_rbtree_node_t             *node, *sentinel;
-    ngx_http_credit_cache_node_t  *cn;
+    ngx_http_credit_cache_node_t  **link, *cn;
 
-    node = cache->sh->tree.root;
-    sentinel = cache->sh->tree.sentinel;
+    for (link = &cache->sh->buckets[hash & cache->sh->mask];
+         *link;
+         link = &cn->next)
+    {
+        cn = *link;
 
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
+        if (cn->hash == hash && cn->len == len
+            && ngx_memcmp(cn->key, key, len) == 0)
+        {
+            break;
         }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        cn = (ngx_http_credit_cache_node_t *) node;
-
-        rc = ngx_memn2cmp(key, cn->key, len, cn->len);
-
-        if (rc == 0) {
-            return cn;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
-    return NULL;
+    return link;
+}
+
+
+static void
+ngx_http_credit_cache_evict(ngx_http_credit_cache_t *cache,
+    ngx_http_credit_cache_node_t *cn)
+{
+    ngx_http_credit_cache_node_t  **link;
+
+    link = ngx_http_credit_cache_find(cache, cn->key, cn->len, cn->hash);
+
+    *link = cn->next;
+
+    ngx_queue_remove(&cn->queue);
+    ngx_slab_free_locked(cache->shpool, cn);
 }
 
 
@@ -201,8 +182,8 @@ ngx_http_credit_cache_get(ngx_http_credit_cache_t *cache, u_char *key,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    cn = ngx_http_credit_cache_find(cache, key, len,
-                                    ngx_crc32_short(key, len));
+    cn = *ngx_http_credit_cache_find(cache, key, len,
+                                     ngx_crc32_short(key, len));
 
     if (cn && cn->instance == instance && cn->cas) {
         *plan = cn->plan;
@@ -226,16 +207,19 @@ void
 ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
     size_t len, uint64_t instance, int64_t plan, int64_t pack, uint64_t cas)
 {
-    uint32_t                       hash;
-    ngx_uint_t                     i;
-    ngx_queue_t                   *q;
-    ngx_http_credit_cache_node_t  *cn, *old;
+    size_t                          size;
+    uint32_t                        hash;
+    ngx_uint_t                      i;
+    ngx_queue_t                    *q;
+    ngx_http_credit_cache_node_t   *cn, **link;
 
     hash = ngx_crc32_short(key, len);
+    size = offsetof(ngx_http_credit_cache_node_t, key) + len;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    cn = ngx_http_credit_cache_find(cache, key, len, hash);
+    link = ngx_http_credit_cache_find(cache, key, len, hash);
+    cn = *link;
 
     if (cn) {
         if (cn->instance == instance && cn->cas > cas) {
@@ -245,9 +229,7 @@ ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
         ngx_queue_remove(&cn->queue);
 
     } else {
-        cn = ngx_slab_alloc_locked(cache->shpool,
-                                   offsetof(ngx_http_credit_cache_node_t, key)
-                                   + len);
+        cn = ngx_slab_alloc_locked(cache->shpool, size);
 
         /* full: forget the least recently used entries and try again */
 
@@ -255,26 +237,27 @@ ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
              i++)
         {
             q = ngx_queue_last(&cache->sh->lru);
-            old = ngx_queue_data(q, ngx_http_credit_cache_node_t, queue);
 
-            ngx_queue_remove(q);
-            ngx_rbtree_delete(&cache->sh->tree, &old->node);
-            ngx_slab_free_locked(cache->shpool, old);
+            ngx_http_credit_cache_evict(cache,
+                ngx_queue_data(q, ngx_http_credit_cache_node_t, queue));
 
-            cn = ngx_slab_alloc_locked(cache->shpool,
-                                 offsetof(ngx_http_credit_cache_node_t, key)
-                                 + len);
+            cn = ngx_slab_alloc_locked(cache->shpool, size);
         }
 
         if (cn == NULL) {
             goto done;
         }
 
-        cn->node.key = hash;
+        /* an eviction may have unlinked the node "link" pointed into */
+
+        link = ngx_http_credit_cache_find(cache, key, len, hash);
+
+        cn->next = NULL;
+        cn->hash = hash;
         cn->len = (u_short) len;
         ngx_memcpy(cn->key, key, len);
 
-        ngx_rbtree_insert(&cache->sh->tree, &cn->node);
+        *link = cn;
     }
 
     cn->plan = plan;
@@ -304,13 +287,11 @@ ngx_http_credit_cache_forget(ngx_http_credit_cache_t *cache, u_char *key,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    cn = ngx_http_credit_cache_find(cache, key, len,
-                                    ngx_crc32_short(key, len));
+    cn = *ngx_http_credit_cache_find(cache, key, len,
+                                     ngx_crc32_short(key, len));
 
     if (cn && (cas == 0 || cn->cas == cas)) {
-        ngx_queue_remove(&cn->queue);
-        ngx_rbtree_delete(&cache->sh->tree, &cn->node);
-        ngx_slab_free_locked(cache->shpool, cn);
+        ngx_http_credit_cache_evict(cache, cn);
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);

@@ -111,3 +111,45 @@ Test::More::is($charged + $total, 1000, "granted 1000 = charged $charged + left 
 --- request
 GET /credit-admin/t070-4
 --- response_body_like: "account":"t070-4"
+
+
+
+=== TEST 5: a balance cache far smaller than the accounts stays exact
+cache=64k holds a few hundred entries: charging 1500 accounts twice, in
+waves of 250 concurrent requests, evicts entries all the time.  Every
+account ends at exactly 100 - 2 x 20, and a grant written behind nginx's
+back (a new cas) is seen by the next charge, cached or not.
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT cache=64k;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+my @ids = map { "t070-5-$_" } 1 .. 1500;
+CreditTest::memcached(join '', map { "set test:$_ 0 0 5 noreply\r\n100 0\r\n" } @ids);
+my ($bad, @gets) = (0);
+for my $round (1, 2) {
+    for (my $i = 0; $i < @ids; $i += 250) {
+        my @reqs = map { ['POST', '/v1/background-removal', { 'X-API-Key' => $_ }, ''] }
+                   @ids[$i .. $i + 249];
+        $bad += grep { $_->[0] != 200 } CreditTest::concurrent(@reqs);
+    }
+    push @gets, CreditTest::memcached("stats\r\n") =~ /STAT cmd_get (\d+)/;
+}
+Test::More::is($bad, 0, "3000 charges, all 200");
+my $reads = $gets[1] - $gets[0];
+Test::More::ok($reads >= 1000, "the second round read $reads evicted balances from memcached");
+my $got = CreditTest::memcached("get " . join(' ', map { "test:$_" } @ids) . "\r\n");
+my %left = $got =~ /^VALUE test:(\S+) \d+ \d+\r\n(\d+ \d+)\r\n/mg;
+Test::More::is(scalar(keys %left), 1500, "every account is in memcached");
+Test::More::is(scalar(grep { $_ ne '60 0' } values %left), 0, "every account holds exactly 60 0");
+CreditTest::memcached("set test:t070-5-1 0 0 6\r\n1000 0\r\n");
+my ($st, $h) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't070-5-1' });
+Test::More::is("$st $h->{'x-credits-remaining'}", "200 980", "the outside grant was charged from");
+--- request
+GET /credit-admin/t070-5-1
+--- response_body
+{"account":"t070-5-1","plan":980,"pack":0,"total":980}

@@ -7,6 +7,7 @@ use lib 't/helpers';
 use Test::Nginx::Socket 'no_plan';
 use CreditTest;
 use Time::HiRes ();
+use IO::Socket::UNIX ();
 
 no_shuffle();
 add_block_preprocessor(\&CreditTest::defaults);
@@ -47,7 +48,39 @@ sub main::holder {
     return join ',', @has;
 }
 
-END { main::mc_stop($_) for @Ports }
+our $Sock = '/tmp/credit-test-mc.sock';
+
+# a memcached on a unix socket; its pid
+sub main::mc_unix {
+    unlink $Sock;
+    my $user = $> == 0 ? '-u root' : '';
+    system("memcached -d -s $Sock -a 0666 -M $user "
+           . "-P /tmp/credit-test-mc-unix.pid") == 0 or die "memcached";
+    for (1 .. 100) {
+        last if IO::Socket::UNIX->new(Peer => $Sock);
+        Time::HiRes::sleep(0.02);
+    }
+}
+
+sub main::mc_unix_cmd {
+    my ($cmd) = @_;
+    my $s = IO::Socket::UNIX->new(Peer => $Sock) or return '';
+    print $s $cmd;
+    my $out = '';
+    while (defined(my $l = <$s>)) {
+        $out .= $l;
+        last if $l =~ /^(?:END|STORED|ERROR)\r\n/;
+    }
+    return $out;
+}
+
+END {
+    main::mc_stop($_) for @Ports;
+    if (open my $in, '<', '/tmp/credit-test-mc-unix.pid') {
+        my $pid = <$in>;
+        kill 'KILL', $pid if $pid;
+    }
+}
 
 run_tests();
 
@@ -98,3 +131,25 @@ GET /credit-admin/t130-1
 --- response_body_like: "account":"t130-1"
 --- error_log
 memcached closed the connection (127.0.0.1:19912)
+
+
+
+=== TEST 2: a memcached on a unix socket (memcached on the same host)
+--- http_config
+    credit_memcached unix:/tmp/credit-test-mc.sock;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+main::mc_unix();
+CreditTest::grant('t130-unix', 100);
+my ($st, $h) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-unix' });
+Test::More::is("$st $h->{'x-credits-remaining'}", "200 80", "charged through the socket");
+Test::More::like(main::mc_unix_cmd("get test:t130-unix\r\n"), qr/\r\n80 0\r\n/, "the balance is on that memcached");
+--- request
+GET /credit-admin/t130-unix
+--- response_body
+{"account":"t130-unix","plan":80,"pack":0,"total":80}
