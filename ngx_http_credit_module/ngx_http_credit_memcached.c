@@ -43,7 +43,6 @@ typedef struct {
     ngx_connection_t            *c;
     ngx_queue_t                  sent;        /* ops awaiting a reply */
     ngx_uint_t                   nsent;
-    ngx_uint_t                   nwaiting;    /* of nsent, not written */
     u_char                      *out;         /* commands to write */
     u_char                      *out_pos;
     u_char                      *out_last;
@@ -403,15 +402,8 @@ ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
     op->instance = (s->c && !s->connecting) ? s->instance : 0;
     ngx_queue_insert_tail(&s->sent, &op->mc_queue);
     s->nsent++;
-    s->nwaiting++;
 
-    /*
-     * One batch in flight per connection: while memcached answers one,
-     * the next one gathers (as Nagle's algorithm would, but without its
-     * timer).  Under load every round trip carries many commands.
-     */
-
-    if (!s->flush.posted && s->nsent == s->nwaiting) {
+    if (!s->flush.posted) {
         ngx_post_event(&s->flush, &ngx_posted_events);
     }
 
@@ -427,8 +419,6 @@ ngx_http_credit_flush(ngx_event_t *ev)
     ngx_http_credit_server_t  *s;
 
     s = ev->data;
-
-    s->nwaiting = 0;
 
     if (s->c == NULL) {
         if (ngx_http_credit_connect(s) != NGX_OK) {
@@ -818,12 +808,6 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 
         /* may queue more commands, to this server or others */
         ngx_http_credit_op_reply(op, &reply);
-
-        /* the batch in flight is answered: send the one that gathered */
-
-        if (s->nwaiting && s->nsent == s->nwaiting && !s->flush.posted) {
-            ngx_post_event(&s->flush, &ngx_posted_events);
-        }
     }
 
     if (s->in_pos == s->in_last) {
@@ -886,7 +870,6 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     }
 
     s->nsent = 0;
-    s->nwaiting = 0;
 
     ngx_memzero(&reply, sizeof(ngx_http_credit_reply_t));
     reply.type = NGX_HTTP_CREDIT_REPLY_ERROR;
