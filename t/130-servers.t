@@ -75,7 +75,7 @@ sub main::mc_unix_cmd {
 }
 
 END {
-    main::mc_stop($_) for @Ports;
+    main::mc_stop($_) for @Ports, 19916;
     if (open my $in, '<', '/tmp/credit-test-mc-unix.pid') {
         my $pid = <$in>;
         kill 'KILL', $pid if $pid;
@@ -153,3 +153,65 @@ Test::More::like(main::mc_unix_cmd("get test:t130-unix\r\n"), qr/\r\n80 0\r\n/, 
 GET /credit-admin/t130-unix
 --- response_body
 {"account":"t130-unix","plan":80,"pack":0,"total":80}
+
+
+
+=== TEST 3: one of two servers stalls: only its accounts wait, the others do not
+A stand-in memcached that accepts and never answers holds about half of
+the accounts.  While charges of those accounts hang on it, charges of
+accounts on the healthy server are answered at once; the stalled ones
+fail with 503 within the timeout.
+--- http_config
+    credit_memcached 127.0.0.1:19916 127.0.0.1:19917
+                     timeout=400ms retry_timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+main::mc_start(19916);
+my $stall = CreditTest::slow_server(19917, 3);
+my (@good, @bad);
+for my $i (1 .. 30) {
+    CreditTest::request('PUT', "/credit-admin/t130-s$i/plan", {}, 100);
+    my $on = CreditTest::memcached("get test:t130-s$i\r\n", 19916) // '';
+    if ($on =~ /^VALUE/) { push @good, "t130-s$i" } else { push @bad, "t130-s$i" }
+}
+Test::More::ok(@good >= 5 && @bad >= 5, scalar(@good) . " accounts on the healthy server, " . scalar(@bad) . " on the stalled one");
+Time::HiRes::sleep(1.2);    # past retry_timeout: the stalled server is tried again
+
+# charges of stalled accounts go out first and hang
+my $t0 = Time::HiRes::time();
+my @hanging = map {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $CreditTest::Port) or die;
+    print $s CreditTest::request_bytes('POST', '/v1/background-removal', { 'X-API-Key' => $_ }, '');
+    $s;
+} @bad[0 .. 4];
+Time::HiRes::sleep(0.05);
+
+# meanwhile every healthy account is charged at once
+my ($ok, $slowest) = (0, 0);
+for my $a (@good[0 .. 4]) {
+    my $t = Time::HiRes::time();
+    my ($st, $h) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => $a });
+    my $took = Time::HiRes::time() - $t;
+    $slowest = $took if $took > $slowest;
+    $ok++ if $st == 200 && $h->{'x-credits-remaining'} eq '80';
+}
+Test::More::is($ok, 5, "the healthy server's accounts were charged");
+Test::More::ok($slowest < 0.2, sprintf("each in under 200 ms while the others hang (slowest %.0f ms)", $slowest * 1000));
+
+my @st = map { my $r = do { local $/; <$_> } // ''; $r =~ m{^HTTP/\S+ (\d+)} ? $1 : 0 } @hanging;
+my $waited = Time::HiRes::time() - $t0;
+Test::More::is(join(' ', @st), '503 503 503 503 503', "the stalled server's accounts: 503");
+Test::More::ok($waited < 1.5, sprintf("within the timeout (%.2f s)", $waited));
+Test::More::is($good[0], 't130-s3', "the continuum is deterministic: t130-s3 is on the healthy server");
+CreditTest::stop($stall);
+--- request
+GET /credit-admin/t130-s3
+--- response_body
+{"account":"t130-s3","plan":80,"pack":0,"total":80}
+--- error_log
+memcached timed out (127.0.0.1:19917)
