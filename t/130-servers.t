@@ -14,16 +14,23 @@ add_block_preprocessor(\&CreditTest::defaults);
 
 our @Ports = (19911, 19912, 19913);
 
-sub main::mc_start {
-    my ($port) = @_;
+# starts memcached with these options, waits until $up->() is true
+sub main::mc_run {
+    my ($opts, $name, $up) = @_;
     my $user = $> == 0 ? '-u root' : '';
-    system("memcached -d -l 127.0.0.1 -p $port -U 0 -M $user "
-           . "-P /tmp/credit-test-mc-$port.pid") == 0 or die "memcached";
+    system("memcached -d $opts -M $user -P /tmp/credit-test-mc-$name.pid")
+        == 0 or die "memcached";
     for (1 .. 100) {
-        last if IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port);
+        last if $up->();
         Time::HiRes::sleep(0.02);
     }
+}
+
+sub main::mc_start {
+    my ($port) = @_;
+    main::mc_run("-l 127.0.0.1 -p $port -U 0", $port, sub {
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
+    });
 }
 
 sub main::mc_stop {
@@ -53,13 +60,9 @@ our $Sock = '/tmp/credit-test-mc.sock';
 # a memcached on a unix socket; its pid
 sub main::mc_unix {
     unlink $Sock;
-    my $user = $> == 0 ? '-u root' : '';
-    system("memcached -d -s $Sock -a 0666 -M $user "
-           . "-P /tmp/credit-test-mc-unix.pid") == 0 or die "memcached";
-    for (1 .. 100) {
-        last if IO::Socket::UNIX->new(Peer => $Sock);
-        Time::HiRes::sleep(0.02);
-    }
+    main::mc_run("-s $Sock -a 0666", 'unix', sub {
+        IO::Socket::UNIX->new(Peer => $Sock)
+    });
 }
 
 sub main::mc_unix_cmd {
