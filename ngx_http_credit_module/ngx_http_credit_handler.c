@@ -52,14 +52,7 @@ ngx_http_credit_handler(ngx_http_request_t *r)
             return NGX_AGAIN;
 
         case NGX_HTTP_CREDIT_STATE_DONE:
-            if (rec->http_status) {
-                rc = ngx_http_credit_send_error(r, rec);
-                rec->http_status = 0;
-                ngx_http_finalize_request(r, rc);
-                return NGX_DONE;
-            }
-
-            return NGX_DECLINED;
+            goto decided;
 
         default:
             break;
@@ -83,16 +76,19 @@ ngx_http_credit_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    rec->state = NGX_HTTP_CREDIT_STATE_DONE;
+
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        rec->state = NGX_HTTP_CREDIT_STATE_DONE;
         return rc;
     }
-
-    rec->state = NGX_HTTP_CREDIT_STATE_DONE;
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+decided:
+
+    /* our own error answer is sent once; afterwards the request goes on */
 
     if (rec->http_status) {
         rc = ngx_http_credit_send_error(r, rec);

@@ -76,7 +76,7 @@ static int ngx_libc_cdecl ngx_http_credit_point_cmp(const void *a,
     const void *b);
 static uint32_t ngx_http_credit_hash(u_char *data, size_t len, ngx_uint_t k);
 static ngx_http_credit_server_t *ngx_http_credit_server(
-    ngx_http_credit_mc_t *mc, u_char *key, size_t len);
+    ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op);
 static ngx_int_t ngx_http_credit_send(ngx_http_credit_server_t *s,
     ngx_http_credit_op_t *op, size_t len, u_char **p);
 static void ngx_http_credit_flush(ngx_event_t *ev);
@@ -221,17 +221,24 @@ ngx_http_credit_hash(u_char *data, size_t len, ngx_uint_t k)
 }
 
 
+/* the server of an op's key: looked up once, kept in the op */
+
 static ngx_http_credit_server_t *
-ngx_http_credit_server(ngx_http_credit_mc_t *mc, u_char *key, size_t len)
+ngx_http_credit_server(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
 {
     uint32_t    h;
     ngx_uint_t  lo, hi, mid;
 
-    if (mc->nservers == 1) {
-        return &mc->servers[0];
+    if (op->server) {
+        return op->server;
     }
 
-    h = ngx_http_credit_hash(key, len, 0);
+    if (mc->nservers == 1) {
+        op->server = &mc->servers[0];
+        return op->server;
+    }
+
+    h = ngx_http_credit_hash(op->key, op->key_len, 0);
 
     /* the first point at or after the key's hash, wrapping around */
 
@@ -253,19 +260,20 @@ ngx_http_credit_server(ngx_http_credit_mc_t *mc, u_char *key, size_t len)
         lo = 0;
     }
 
-    return &mc->servers[mc->points[lo].server];
+    op->server = &mc->servers[mc->points[lo].server];
+
+    return op->server;
 }
 
 
 /* the id of the memcached instance a key's server runs, if known */
 
 uint64_t
-ngx_http_credit_mc_instance(ngx_http_credit_mc_t *mc, u_char *key,
-    size_t len)
+ngx_http_credit_mc_instance(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
 {
     ngx_http_credit_server_t  *s;
 
-    s = ngx_http_credit_server(mc, key, len);
+    s = ngx_http_credit_server(mc, op);
 
     return (s->c && !s->connecting) ? s->instance : 0;
 }
@@ -279,7 +287,7 @@ ngx_http_credit_mc_gets(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
     u_char                    *p;
     ngx_http_credit_server_t  *s;
 
-    s = ngx_http_credit_server(mc, op->key, op->key_len);
+    s = ngx_http_credit_server(mc, op);
 
     op->expect = NGX_HTTP_CREDIT_EXPECT_VALUE;
 
@@ -309,7 +317,7 @@ ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op,
     u_char                    *p;
     ngx_http_credit_server_t  *s;
 
-    s = ngx_http_credit_server(mc, op->key, op->key_len);
+    s = ngx_http_credit_server(mc, op);
 
     op->expect = NGX_HTTP_CREDIT_EXPECT_STORED;
 
@@ -398,7 +406,6 @@ ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
 
     *p = s->out_last;
 
-    op->server = s;
     op->instance = (s->c && !s->connecting) ? s->instance : 0;
     ngx_queue_insert_tail(&s->sent, &op->mc_queue);
     s->nsent++;
@@ -514,7 +521,6 @@ ngx_http_credit_hello(ngx_http_credit_server_t *s)
 
     ngx_memzero(&s->hello, sizeof(ngx_http_credit_op_t));
     s->hello.expect = NGX_HTTP_CREDIT_EXPECT_STATS;
-    s->hello.server = s;
 
     ngx_queue_insert_head(&s->sent, &s->hello.mc_queue);
     s->nsent++;
@@ -804,7 +810,6 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 
         ngx_queue_remove(q);
         s->nsent--;
-        op->server = NULL;
 
         /* may queue more commands, to this server or others */
         ngx_http_credit_op_reply(op, &reply);
@@ -880,7 +885,6 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
         ngx_queue_remove(q);
 
         op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
-        op->server = NULL;
 
         if (op->expect == NGX_HTTP_CREDIT_EXPECT_STATS) {
             continue;                   /* the connection's own "stats" */

@@ -261,7 +261,7 @@ struct ngx_http_credit_op_s {
     ngx_http_credit_wait_t       wait;
     void                        *flight;
     ngx_queue_t                  mc_queue;    /* awaiting a reply */
-    void                        *server;
+    void                        *server;      /* of the key, once known */
     ngx_uint_t                   expect;
     uint64_t                     cas;
     uint64_t                     instance;    /* of the memcached asked */
@@ -335,8 +335,8 @@ ngx_int_t ngx_http_credit_mc_gets(ngx_http_credit_mc_t *mc,
     ngx_http_credit_op_t *op);
 ngx_int_t ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc,
     ngx_http_credit_op_t *op, u_char *value, size_t len);
-uint64_t ngx_http_credit_mc_instance(ngx_http_credit_mc_t *mc, u_char *key,
-    size_t len);
+uint64_t ngx_http_credit_mc_instance(ngx_http_credit_mc_t *mc,
+    ngx_http_credit_op_t *op);
 
 /* cache.c */
 ngx_http_credit_cache_t *ngx_http_credit_cache_create(ngx_conf_t *cf);

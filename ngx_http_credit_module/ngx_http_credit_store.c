@@ -577,7 +577,7 @@ ngx_http_credit_op_start(ngx_http_credit_store_t *store,
      * refusal is always decided on a fresh read.
      */
 
-    instance = ngx_http_credit_mc_instance(store->mc, op->key, op->key_len);
+    instance = ngx_http_credit_mc_instance(store->mc, op);
 
     if (instance == 0
         || ngx_http_credit_cache_get(store->cache, op->key, op->key_len,
