@@ -17,7 +17,6 @@ static ngx_uint_t ngx_http_credit_refundable(ngx_http_credit_loc_conf_t *clcf,
     ngx_uint_t status);
 static ngx_int_t ngx_http_credit_add_header(ngx_http_request_t *r,
     char *name, size_t len, int64_t value);
-static void ngx_http_credit_refund_done(ngx_http_credit_op_t *op);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -154,7 +153,6 @@ ngx_http_credit_refund(ngx_http_credit_rec_t *rec, const char *why)
 {
     ngx_log_t                    *log;
     ngx_http_request_t           *r;
-    ngx_http_credit_op_t         *op;
     ngx_http_credit_main_conf_t  *cmcf;
 
     r = rec->request;
@@ -170,41 +168,8 @@ ngx_http_credit_refund(ngx_http_credit_rec_t *rec, const char *why)
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_credit_module);
 
-    op = ngx_http_credit_op_create(log, NGX_HTTP_CREDIT_OP_REFUND, &rec->key);
-    if (op == NULL) {
-        goto failed;
-    }
-
-    op->plan_amount = rec->plan_charged;
-    op->pack_amount = rec->pack_charged;
-    op->done = ngx_http_credit_refund_done;
-
-    if (ngx_http_credit_op_submit(cmcf, op) == NGX_OK) {
-        return;
-    }
-
-    ngx_http_credit_op_free(op);
-
-failed:
-
-    ngx_log_error(NGX_LOG_ALERT, log, 0,
-                  "credit: refund of %L credits (plan %L, pack %L) to "
-                  "\"%V\" could not be queued and is lost", rec->cost,
-                  rec->plan_charged, rec->pack_charged, &rec->account);
-}
-
-
-static void
-ngx_http_credit_refund_done(ngx_http_credit_op_t *op)
-{
-    if (op->rc != NGX_HTTP_CREDIT_RC_OK) {
-        ngx_log_error(NGX_LOG_ALERT, op->log, 0,
-                      "credit: refund of plan %L, pack %L to key \"%s\" "
-                      "failed: %s", op->plan_amount, op->pack_amount,
-                      op->key, op->err);
-    }
-
-    ngx_http_credit_op_free(op);
+    ngx_http_credit_owe(cmcf, &rec->key, rec->plan_charged,
+                        rec->pack_charged, log);
 }
 
 

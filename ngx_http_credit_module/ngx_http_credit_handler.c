@@ -207,7 +207,7 @@ ngx_http_credit_start(ngx_http_request_t *r, ngx_http_credit_loc_conf_t *clcf,
 
     /* memcached is down or too busy to take it */
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "credit: cannot send the charge of \"%V\" to memcached",
                   &rec->account);
 

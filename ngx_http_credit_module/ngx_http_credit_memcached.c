@@ -29,6 +29,9 @@
 #define NGX_HTTP_CREDIT_MC_IN       (64 * 1024)
 #define NGX_HTTP_CREDIT_MC_OUT      (16 * 1024)
 
+/* how long a silent connection is kept for the late replies it owes */
+#define NGX_HTTP_CREDIT_MC_ABANDON  60000
+
 
 typedef struct {
     uint32_t                     point;
@@ -54,8 +57,10 @@ typedef struct {
     time_t                       down_until;
     uint64_t                     instance;    /* 0 until "stats" answers */
     ngx_http_credit_op_t         hello;       /* that "stats" */
+    ngx_msec_t                   silent_since;
     unsigned                     hello_sent:1;
     unsigned                     connecting:1;
+    unsigned                     silent:1;    /* timed out, not answered */
 } ngx_http_credit_server_t;
 
 
@@ -88,6 +93,7 @@ static ngx_int_t ngx_http_credit_hello(ngx_http_credit_server_t *s);
 static ngx_int_t ngx_http_credit_stats(ngx_http_credit_server_t *s,
     u_char *p, u_char *end);
 static uint64_t ngx_http_credit_flag(u_char *p, u_char *last, u_char flag);
+static void ngx_http_credit_server_timeout(ngx_http_credit_server_t *s);
 static void ngx_http_credit_server_fail(ngx_http_credit_server_t *s,
     const char *reason, ngx_uint_t mark_down);
 
@@ -177,10 +183,32 @@ void
 ngx_http_credit_mc_destroy(ngx_http_credit_mc_t *mc)
 {
     ngx_uint_t                 i;
+    ngx_queue_t               *q, *next;
+    ngx_http_credit_op_t      *op;
+    ngx_http_credit_reply_t    reply;
     ngx_http_credit_server_t  *s;
+
+    ngx_memzero(&reply, sizeof(ngx_http_credit_reply_t));
+    reply.type = NGX_HTTP_CREDIT_REPLY_ERROR;
+    reply.err = "the worker exits before memcached answered";
 
     for (i = 0; i < mc->nservers; i++) {
         s = &mc->servers[i];
+
+        /* the writes still in doubt are logged */
+
+        for (q = ngx_queue_head(&s->sent);
+             q != ngx_queue_sentinel(&s->sent);
+             q = next)
+        {
+            next = ngx_queue_next(q);
+            op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
+
+            if (op->ghost) {
+                ngx_queue_remove(q);
+                ngx_http_credit_op_reply(op, &reply);
+            }
+        }
 
         if (s->c) {
             ngx_close_connection(s->c);
@@ -361,7 +389,7 @@ ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
 
     mc = s->mc;
 
-    if (s->c == NULL && s->down_until > ngx_time()) {
+    if (s->down_until > ngx_time()) {
         ngx_cpystrn((u_char *) op->err, (u_char *) "memcached server is down",
                     sizeof(op->err));
         return NGX_ERROR;
@@ -622,7 +650,8 @@ ngx_http_credit_read_handler(ngx_event_t *rev)
     s = c->data;
 
     if (rev->timedout) {
-        ngx_http_credit_server_fail(s, "memcached timed out", 1);
+        rev->timedout = 0;
+        ngx_http_credit_server_timeout(s);
         return;
     }
 
@@ -656,6 +685,11 @@ ngx_http_credit_read_handler(ngx_event_t *rev)
         }
 
         s->in_last += n;
+
+        /* it answers: it is up */
+
+        s->silent = 0;
+        s->down_until = 0;
 
         if (rev->timer_set) {
             ngx_del_timer(rev);
@@ -825,6 +859,90 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 
 
 /*
+ * No reply within the timeout.  The operations waiting fail now (their
+ * requests get 503, or pass with credit_fail open), and the server is
+ * down for retry_timeout.  But the connection is kept: a stalled memcached
+ * still runs the commands it was sent when it wakes up, so each operation
+ * leaves a ghost in the reply queue that settles a write landing late
+ * (ngx_http_credit_op_ghost()).  A connection silent for
+ * NGX_HTTP_CREDIT_MC_ABANDON is closed, and the writes still in doubt are
+ * logged.
+ */
+
+static void
+ngx_http_credit_server_timeout(ngx_http_credit_server_t *s)
+{
+    ngx_uint_t                 n;
+    ngx_queue_t                failed, *q, *next;
+    ngx_http_credit_op_t      *op, *ghost;
+    ngx_http_credit_reply_t    reply;
+
+    if (!s->silent) {
+        s->silent = 1;
+        s->silent_since = ngx_current_msec;
+    }
+
+    if (ngx_current_msec - s->silent_since >= NGX_HTTP_CREDIT_MC_ABANDON) {
+        ngx_http_credit_server_fail(s, "memcached did not answer for 60 s",
+                                    1);
+        return;
+    }
+
+    ngx_queue_init(&failed);
+    n = 0;
+
+    for (q = ngx_queue_head(&s->sent);
+         q != ngx_queue_sentinel(&s->sent);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
+
+        if (op->expect == NGX_HTTP_CREDIT_EXPECT_STATS || op->ghost) {
+            continue;
+        }
+
+        ghost = ngx_http_credit_op_ghost(op);
+
+        if (ghost == NULL) {
+            /* no ghost, no order: fail them all, then these */
+            ngx_http_credit_server_fail(s, "memcached timed out", 1);
+            break;
+        }
+
+        ngx_queue_insert_after(q, &ghost->mc_queue);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&failed, q);
+        n++;
+    }
+
+    if (s->c) {
+        if (n) {
+            ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
+                          "credit: memcached timed out (%V), %ui operations "
+                          "failed", &s->addr->name, n);
+
+            s->down_until = ngx_time() + s->mc->retry_timeout;
+        }
+
+        ngx_add_timer(s->c->read, s->mc->timeout);
+    }
+
+    ngx_memzero(&reply, sizeof(ngx_http_credit_reply_t));
+    reply.type = NGX_HTTP_CREDIT_REPLY_ERROR;
+    reply.err = "memcached timed out";
+
+    while (!ngx_queue_empty(&failed)) {
+        q = ngx_queue_head(&failed);
+        ngx_queue_remove(q);
+
+        op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
+        ngx_http_credit_op_reply(op, &reply);
+    }
+}
+
+
+/*
  * Closes the connection and fails every operation waiting on it: the ones
  * sent and the ones still in the output buffer.  mark_down: requests fail
  * at once for retry_timeout, then the server is tried again.
@@ -853,6 +971,7 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
 
     s->connecting = 0;
     s->hello_sent = 0;
+    s->silent = 0;
     s->instance = 0;
     s->out_pos = s->out;
     s->out_last = s->out;

@@ -281,6 +281,9 @@ struct ngx_http_credit_op_s {
     int64_t                      plan;
     int64_t                      pack;
     ngx_uint_t                   retries;
+    ngx_uint_t                   owed;        /* refund tries so far */
+    unsigned                     ghost:1;     /* awaits a late reply */
+    unsigned                     in_doubt:1;  /* its write went to a ghost */
     char                         err[128];
 };
 
@@ -326,6 +329,9 @@ ngx_int_t ngx_http_credit_op_submit(ngx_http_credit_main_conf_t *cmcf,
 void ngx_http_credit_op_free(ngx_http_credit_op_t *op);
 void ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
     ngx_http_credit_reply_t *reply);
+ngx_http_credit_op_t *ngx_http_credit_op_ghost(ngx_http_credit_op_t *op);
+void ngx_http_credit_owe(ngx_http_credit_main_conf_t *cmcf, ngx_str_t *key,
+    int64_t plan, int64_t pack, ngx_log_t *log);
 
 /* memcached.c */
 ngx_http_credit_mc_t *ngx_http_credit_mc_create(ngx_cycle_t *cycle,

@@ -23,6 +23,8 @@
 
 
 #define NGX_HTTP_CREDIT_CAS_TRIES   100
+#define NGX_HTTP_CREDIT_OWED_TRIES  300         /* a second apart */
+#define NGX_HTTP_CREDIT_OWED_MAX    100000
 #define NGX_HTTP_CREDIT_VALUE_LEN   (2 * NGX_INT64_LEN + 2)
 
 
@@ -41,6 +43,9 @@ struct ngx_http_credit_store_s {
     ngx_rbtree_t                 flights;
     ngx_rbtree_node_t            sentinel;
     ngx_uint_t                   max_batch;
+    ngx_queue_t                  owed;        /* refunds to try again */
+    ngx_uint_t                   nowed;
+    ngx_event_t                  owed_ev;
     ngx_log_t                   *log;
 };
 
@@ -76,6 +81,16 @@ static void ngx_http_credit_remember(ngx_http_credit_op_t *op, uint64_t cas);
 static void ngx_http_credit_forget(ngx_http_credit_op_t *op, uint64_t cas);
 static ngx_int_t ngx_http_credit_balance(ngx_str_t *value, int64_t *plan,
     int64_t *pack);
+static void ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
+    ngx_http_credit_reply_t *reply);
+static void ngx_http_credit_owe_store(ngx_http_credit_store_t *store,
+    ngx_str_t *key, int64_t plan, int64_t pack, ngx_log_t *log);
+static ngx_int_t ngx_http_credit_owed_submit(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op);
+static void ngx_http_credit_owed_queue(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op);
+static void ngx_http_credit_owed_retry(ngx_event_t *ev);
+static void ngx_http_credit_owed_done(ngx_http_credit_op_t *op);
 
 
 ngx_int_t
@@ -101,6 +116,12 @@ ngx_http_credit_store_init(ngx_cycle_t *cycle,
     ngx_rbtree_init(&store->flights, &store->sentinel,
                     ngx_str_rbtree_insert_value);
 
+    ngx_queue_init(&store->owed);
+    store->owed_ev.handler = ngx_http_credit_owed_retry;
+    store->owed_ev.data = store;
+    store->owed_ev.log = cycle->log;
+    store->owed_ev.cancelable = 1;
+
     cmcf->store = store;
 
     return NGX_OK;
@@ -110,7 +131,31 @@ ngx_http_credit_store_init(ngx_cycle_t *cycle,
 void
 ngx_http_credit_store_exit(ngx_http_credit_main_conf_t *cmcf)
 {
-    ngx_http_credit_mc_destroy(cmcf->store->mc);
+    ngx_queue_t              *q;
+    ngx_http_credit_op_t     *op;
+    ngx_http_credit_store_t  *store;
+
+    store = cmcf->store;
+
+    ngx_http_credit_mc_destroy(store->mc);
+
+    if (store->owed_ev.timer_set) {
+        ngx_del_timer(&store->owed_ev);
+    }
+
+    while (!ngx_queue_empty(&store->owed)) {
+        q = ngx_queue_head(&store->owed);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_credit_op_t, wait.queue);
+
+        ngx_log_error(NGX_LOG_ALERT, store->log, 0,
+                      "credit: refund of plan %L, pack %L to key \"%s\" is "
+                      "lost: the worker exits before memcached took it",
+                      op->plan_amount, op->pack_amount, op->key);
+
+        ngx_http_credit_op_free(op);
+    }
+
     cmcf->store = NULL;
 }
 
@@ -413,7 +458,7 @@ post:
 
     if (ngx_http_credit_op_start(store, op) != NGX_OK) {
 
-        ngx_log_error(NGX_LOG_ERR, store->log, 0,
+        ngx_log_error(NGX_LOG_INFO, store->log, 0,
                       "credit: memcached operation on \"%s\" not sent: %s",
                       op->key, op->err);
 
@@ -487,7 +532,7 @@ ngx_http_credit_charge_done(ngx_http_credit_op_t *op)
     items = op->data;
 
     if (op->err[0]) {
-        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+        ngx_log_error(NGX_LOG_INFO, op->log, 0,
                       "credit: memcached charge of \"%s\" failed: %s",
                       op->key, op->err);
     }
@@ -627,6 +672,11 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
     ngx_http_credit_reply_t *reply)
 {
     ngx_int_t  rc;
+
+    if (op->ghost) {
+        ngx_http_credit_ghost_reply(op, reply);
+        return;
+    }
 
     switch (reply->type) {
 
@@ -868,4 +918,321 @@ ngx_http_credit_decide(ngx_http_credit_op_t *op)
     }
 
     return refused;
+}
+
+
+/*
+ * Writes whose reply did not come within the timeout.  The request is
+ * answered at once (503, or passed with credit_fail open) as not charged,
+ * but memcached may still apply the write: a stalled memcached runs what
+ * is in its socket buffer when it wakes up.  So the connection is kept,
+ * and a ghost of the op takes its place in the reply queue: it knows what
+ * the write would change, and when the late reply comes it settles the
+ * books.  A charge that landed is given back, a refund that did not land
+ * is sent again.  A write's token is gone once anything else is written,
+ * so one that did not land never will.
+ */
+
+ngx_http_credit_op_t *
+ngx_http_credit_op_ghost(ngx_http_credit_op_t *op)
+{
+    ngx_str_t                key;
+    ngx_uint_t               i;
+    ngx_http_credit_op_t    *g;
+    ngx_http_credit_item_t  *it;
+
+    key.data = op->key;
+    key.len = op->key_len;
+
+    g = ngx_http_credit_op_create(op->log, op->type, &key);
+    if (g == NULL) {
+        return NULL;
+    }
+
+    g->ghost = 1;
+    g->expect = op->expect;
+    g->store = op->store;
+    g->server = op->server;
+    g->instance = op->instance;
+    g->cas = op->cas;
+    g->log = op->log;
+
+    if (op->expect != NGX_HTTP_CREDIT_EXPECT_STORED) {
+        return g;                       /* a read: nothing to settle */
+    }
+
+    op->in_doubt = 1;
+
+    if (op->type == NGX_HTTP_CREDIT_OP_CHARGE) {
+        it = op->data;
+
+        for (i = 0; i < op->nbatch; i++) {
+            if (it[i].rc == NGX_HTTP_CREDIT_RC_OK) {
+                g->plan_amount += it[i].plan_charged;
+                g->pack_amount += it[i].pack_charged;
+            }
+        }
+
+    } else {
+        g->plan_amount = op->plan_amount;
+        g->pack_amount = op->pack_amount;
+    }
+
+    return g;
+}
+
+
+static void
+ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
+    ngx_http_credit_reply_t *reply)
+{
+    ngx_str_t  key;
+
+    if (g->expect != NGX_HTTP_CREDIT_EXPECT_STORED) {
+        ngx_http_credit_op_free(g);
+        return;
+    }
+
+    key.data = g->key;
+    key.len = g->key_len;
+
+    switch (reply->type) {
+
+    case NGX_HTTP_CREDIT_REPLY_STORED:
+
+        /* it landed: the token the cache may hold is stale */
+
+        ngx_http_credit_forget(g, g->cas);
+
+        switch (g->type) {
+
+        case NGX_HTTP_CREDIT_OP_CHARGE:
+            ngx_log_error(NGX_LOG_WARN, g->log, 0,
+                          "credit: a timed-out charge of plan %L, pack %L "
+                          "on \"%s\" reached memcached late; giving it back",
+                          g->plan_amount, g->pack_amount, g->key);
+
+            ngx_http_credit_owe_store(g->store, &key, g->plan_amount,
+                                      g->pack_amount, g->log);
+            break;
+
+        case NGX_HTTP_CREDIT_OP_REFUND:
+            ngx_log_error(NGX_LOG_NOTICE, g->log, 0,
+                          "credit: a timed-out refund of plan %L, pack %L "
+                          "to \"%s\" reached memcached late and is done",
+                          g->plan_amount, g->pack_amount, g->key);
+            break;
+
+        case NGX_HTTP_CREDIT_OP_SET_PLAN:
+            ngx_log_error(NGX_LOG_WARN, g->log, 0,
+                          "credit: a timed-out grant (plan set to %L) on "
+                          "\"%s\" reached memcached late and is applied",
+                          g->plan_amount, g->key);
+            break;
+
+        default: /* NGX_HTTP_CREDIT_OP_ADD_PACK */
+            ngx_log_error(NGX_LOG_WARN, g->log, 0,
+                          "credit: a timed-out grant (pack +%L) on \"%s\" "
+                          "reached memcached late and is applied",
+                          g->pack_amount, g->key);
+        }
+
+        break;
+
+    case NGX_HTTP_CREDIT_REPLY_CONFLICT:
+
+        /* it did not land, and never will */
+
+        switch (g->type) {
+
+        case NGX_HTTP_CREDIT_OP_CHARGE:
+            ngx_log_error(NGX_LOG_INFO, g->log, 0,
+                          "credit: a timed-out charge of plan %L, pack %L "
+                          "on \"%s\" did not land: nothing was taken",
+                          g->plan_amount, g->pack_amount, g->key);
+            break;
+
+        case NGX_HTTP_CREDIT_OP_REFUND:
+            ngx_log_error(NGX_LOG_NOTICE, g->log, 0,
+                          "credit: a timed-out refund of plan %L, pack %L "
+                          "to \"%s\" did not land; trying again",
+                          g->plan_amount, g->pack_amount, g->key);
+
+            ngx_http_credit_owe_store(g->store, &key, g->plan_amount,
+                                      g->pack_amount, g->log);
+            break;
+
+        default:
+            ngx_log_error(NGX_LOG_WARN, g->log, 0,
+                          "credit: a timed-out grant on \"%s\" did not "
+                          "land: it is not applied", g->key);
+        }
+
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_ALERT, g->log, 0,
+                      "credit: a timed-out %s of plan %L, pack %L on \"%s\" "
+                      "has an unknown outcome: %s",
+                      g->type == NGX_HTTP_CREDIT_OP_CHARGE ? "charge"
+                      : (g->type == NGX_HTTP_CREDIT_OP_REFUND ? "refund"
+                                                             : "grant"),
+                      g->plan_amount, g->pack_amount, g->key,
+                      reply->err ? reply->err : "no reply");
+    }
+
+    ngx_http_credit_op_free(g);
+}
+
+
+/*
+ * A refund that must reach memcached: refunds of upstream failures, and
+ * charges that landed after their timeout.  One that cannot be sent now
+ * (server down, too many operations pending, or its read failed) is tried
+ * again every second, up to NGX_HTTP_CREDIT_OWED_TRIES times, for as long
+ * as the worker lives.
+ */
+
+void
+ngx_http_credit_owe(ngx_http_credit_main_conf_t *cmcf, ngx_str_t *key,
+    int64_t plan, int64_t pack, ngx_log_t *log)
+{
+    if (cmcf->store == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "credit: refund of plan %L, pack %L to key \"%V\" is "
+                      "lost: no memcached", plan, pack, key);
+        return;
+    }
+
+    ngx_http_credit_owe_store(cmcf->store, key, plan, pack, log);
+}
+
+
+static void
+ngx_http_credit_owe_store(ngx_http_credit_store_t *store, ngx_str_t *key,
+    int64_t plan, int64_t pack, ngx_log_t *log)
+{
+    ngx_http_credit_op_t  *op;
+
+    op = ngx_http_credit_op_create(log, NGX_HTTP_CREDIT_OP_REFUND, key);
+    if (op == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "credit: refund of plan %L, pack %L to key \"%V\" is "
+                      "lost: out of memory", plan, pack, key);
+        return;
+    }
+
+    op->log = store->log;          /* it may outlive the request */
+    op->plan_amount = plan;
+    op->pack_amount = pack;
+    op->done = ngx_http_credit_owed_done;
+
+    if (ngx_http_credit_owed_submit(store, op) != NGX_OK) {
+        ngx_http_credit_owed_queue(store, op);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_credit_owed_submit(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op)
+{
+    ngx_str_t  key;
+
+    op->store = store;
+    op->wait.rec = NULL;
+    op->wait.op = op;
+    op->err[0] = '\0';
+
+    key.data = op->key;
+    key.len = op->key_len;
+
+    return ngx_http_credit_submit(store, &key, &op->wait, op->log);
+}
+
+
+static void
+ngx_http_credit_owed_queue(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op)
+{
+    if (++op->owed > NGX_HTTP_CREDIT_OWED_TRIES
+        || store->nowed >= NGX_HTTP_CREDIT_OWED_MAX)
+    {
+        ngx_log_error(NGX_LOG_ALERT, store->log, 0,
+                      "credit: refund of plan %L, pack %L to key \"%s\" is "
+                      "lost after %ui tries: %s", op->plan_amount,
+                      op->pack_amount, op->key, op->owed, op->err);
+        ngx_http_credit_op_free(op);
+        return;
+    }
+
+    ngx_queue_insert_tail(&store->owed, &op->wait.queue);
+    store->nowed++;
+
+    if (!store->owed_ev.timer_set) {
+        ngx_add_timer(&store->owed_ev, 1000);
+    }
+}
+
+
+static void
+ngx_http_credit_owed_retry(ngx_event_t *ev)
+{
+    ngx_queue_t               owed, *q;
+    ngx_http_credit_op_t     *op;
+    ngx_http_credit_store_t  *store;
+
+    store = ev->data;
+
+    /* take the list out first: a refund that fails again goes back in */
+
+    owed = store->owed;
+    owed.next->prev = &owed;
+    owed.prev->next = &owed;
+    ngx_queue_init(&store->owed);
+    store->nowed = 0;
+
+    while (!ngx_queue_empty(&owed)) {
+        q = ngx_queue_head(&owed);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_credit_op_t, wait.queue);
+
+        if (ngx_http_credit_owed_submit(store, op) != NGX_OK) {
+            ngx_http_credit_owed_queue(store, op);
+        }
+    }
+}
+
+
+static void
+ngx_http_credit_owed_done(ngx_http_credit_op_t *op)
+{
+    switch (op->rc) {
+
+    case NGX_HTTP_CREDIT_RC_OK:
+        if (op->owed) {
+            ngx_log_error(NGX_LOG_NOTICE, op->log, 0,
+                          "credit: refund of plan %L, pack %L to key \"%s\" "
+                          "done after %ui tries", op->plan_amount,
+                          op->pack_amount, op->key, op->owed + 1);
+        }
+
+        break;
+
+    case NGX_HTTP_CREDIT_RC_FAIL:
+        if (op->in_doubt) {
+            break;                      /* its ghost settles it */
+        }
+
+        ngx_http_credit_owed_queue(op->store, op);
+        return;
+
+    default:
+        ngx_log_error(NGX_LOG_ALERT, op->log, 0,
+                      "credit: refund of plan %L, pack %L to key \"%s\" "
+                      "failed: %s", op->plan_amount, op->pack_amount,
+                      op->key, op->err);
+    }
+
+    ngx_http_credit_op_free(op);
 }

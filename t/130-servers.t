@@ -18,10 +18,11 @@ our @Ports = (19911, 19912, 19913);
 sub main::mc_run {
     my ($opts, $name, $up) = @_;
     my $user = $> == 0 ? '-u root' : '';
-    system("memcached -d $opts -M $user -P /tmp/credit-test-mc-$name.pid")
-        == 0 or die "memcached";
+    my $pidfile = "/tmp/credit-test-mc-$name.pid";
+    unlink $pidfile;
+    system("memcached -d $opts -M $user -P $pidfile") == 0 or die "memcached";
     for (1 .. 100) {
-        last if $up->();
+        last if -s $pidfile && $up->();
         Time::HiRes::sleep(0.02);
     }
 }
@@ -77,8 +78,17 @@ sub main::mc_unix_cmd {
     return $out;
 }
 
+# SIGSTOP / SIGCONT to a test memcached
+sub main::mc_signal {
+    my ($sig, $port) = @_;
+    open my $in, '<', "/tmp/credit-test-mc-$port.pid" or die "no memcached $port";
+    my $pid = <$in>;
+    chomp $pid;
+    kill $sig, $pid;
+}
+
 END {
-    main::mc_stop($_) for @Ports, 19916;
+    main::mc_stop($_) for @Ports, 19916, 19918;
     if (open my $in, '<', '/tmp/credit-test-mc-unix.pid') {
         my $pid = <$in>;
         kill 'KILL', $pid if $pid;
@@ -218,3 +228,98 @@ GET /credit-admin/t130-s3
 {"account":"t130-s3","plan":80,"pack":0,"total":80}
 --- error_log
 memcached timed out (127.0.0.1:19917)
+
+
+
+=== TEST 4: memcached stalls with a charge in flight: 503, and the charge it applies on waking is given back
+A real memcached is stopped (SIGSTOP) while a charge's compare-and-swap
+is in flight.  The request fails with 503 within the timeout, as not
+charged.  When memcached wakes up it runs the write it had buffered, and
+the late reply tells nginx, which gives the credits back: the balance
+ends where it started.
+--- http_config
+    credit_memcached 127.0.0.1:19918 timeout=300ms retry_timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+main::mc_start(19918);
+CreditTest::grant('t130-st', 100, 0, undef);
+my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-st' });
+Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged before the stall");
+
+main::mc_signal('STOP', 19918);
+my $t0 = Time::HiRes::time();
+my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-st' });
+my $took = Time::HiRes::time() - $t0;
+Test::More::is($st, 503, "the charge in flight fails");
+Test::More::ok($took < 1, sprintf("within the timeout (%.2f s)", $took));
+my ($st2) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-st' });
+Test::More::is($st2, 503, "then at once while the server is down");
+
+main::mc_signal('CONT', 19918);
+Time::HiRes::sleep(0.5);
+Test::More::like(CreditTest::memcached("get test:t130-st\r\n", 19918) // '', qr/\r\n80 0\r\n/, "in memcached: the late write was given back");
+--- request
+GET /credit-admin/t130-st
+--- response_body
+{"account":"t130-st","plan":80,"pack":0,"total":80}
+--- error_log
+memcached timed out (127.0.0.1:19918), 1 operations failed
+a timed-out charge of plan 20, pack 0 on "test:t130-st" reached memcached late; giving it back
+
+
+
+=== TEST 5: a refund while memcached is down is kept and sent when it is back
+The upstream takes 0.8 s and fails with 500.  Meanwhile memcached stalls,
+and a charge of another account times out on it, so the server is down
+when the refund is due.  The refund is not lost: it is tried again every
+second and lands once memcached answers.
+--- http_config
+    credit_memcached 127.0.0.1:19918 timeout=200ms retry_timeout=5s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:19919;
+    }
+    location /credit-admin/ { credit_admin; }
+--- init
+main::mc_stop(19918);
+main::mc_start(19918);
+my $slow = CreditTest::serve(19919, sub {
+    my ($c) = @_;
+    sysread($c, my $req, 65536);
+    Time::HiRes::sleep(0.8);
+    syswrite($c, "HTTP/1.0 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n");
+});
+CreditTest::grant('t130-rf', 100, 0, undef);
+CreditTest::grant('t130-other', 100, 0, undef);
+
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $CreditTest::Port) or die;
+print $s CreditTest::request_bytes('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rf' }, '');
+Time::HiRes::sleep(0.2);
+Test::More::like(CreditTest::memcached("get test:t130-rf\r\n", 19918) // '', qr/\r\n80 0\r\n/, "charged while the upstream works");
+
+main::mc_signal('STOP', 19918);
+my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-other' });
+Test::More::is($st, 503, "a charge times out on the stalled memcached: the server is down");
+
+my $r = do { local $/; <$s> } // '';
+Test::More::like($r, qr{^HTTP/\S+ 500}, "the upstream failed: the refund is due while memcached is down");
+Time::HiRes::sleep(0.5);
+main::mc_signal('CONT', 19918);
+Time::HiRes::sleep(2.5);
+Test::More::like(CreditTest::memcached("get test:t130-rf\r\n", 19918) // '', qr/\r\n100 0\r\n/, "the refund landed once memcached was back");
+CreditTest::stop($slow);
+--- request
+GET /credit-admin/t130-other
+--- response_body
+{"account":"t130-other","plan":100,"pack":0,"total":100}
+--- error_log
+refund of plan 20, pack 0 to key "test:t130-rf" done after
