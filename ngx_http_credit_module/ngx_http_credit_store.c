@@ -986,99 +986,87 @@ static void
 ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
     ngx_http_credit_reply_t *reply)
 {
-    ngx_str_t  key;
+    char        *what, *outcome;
+    ngx_str_t    key;
+    ngx_uint_t   level, owe;
 
     if (g->expect != NGX_HTTP_CREDIT_EXPECT_STORED) {
         ngx_http_credit_op_free(g);
         return;
     }
 
-    key.data = g->key;
-    key.len = g->key_len;
+    switch (g->type) {
+    case NGX_HTTP_CREDIT_OP_CHARGE:
+        what = "charge";
+        break;
+    case NGX_HTTP_CREDIT_OP_REFUND:
+        what = "refund";
+        break;
+    case NGX_HTTP_CREDIT_OP_SET_PLAN:
+        what = "grant (plan set)";
+        break;
+    default: /* NGX_HTTP_CREDIT_OP_ADD_PACK */
+        what = "grant (pack added)";
+    }
+
+    owe = 0;
 
     switch (reply->type) {
 
     case NGX_HTTP_CREDIT_REPLY_STORED:
 
-        /* it landed: the token the cache may hold is stale */
+        /* it landed: a charge is given back; the cached token is stale */
 
         ngx_http_credit_forget(g, g->cas);
 
-        switch (g->type) {
+        if (g->type == NGX_HTTP_CREDIT_OP_CHARGE) {
+            level = NGX_LOG_WARN;
+            outcome = "reached memcached late; giving it back";
+            owe = 1;
 
-        case NGX_HTTP_CREDIT_OP_CHARGE:
-            ngx_log_error(NGX_LOG_WARN, g->log, 0,
-                          "credit: a timed-out charge of plan %L, pack %L "
-                          "on \"%s\" reached memcached late; giving it back",
-                          g->plan_amount, g->pack_amount, g->key);
-
-            ngx_http_credit_owe_store(g->store, &key, g->plan_amount,
-                                      g->pack_amount, g->log);
-            break;
-
-        case NGX_HTTP_CREDIT_OP_REFUND:
-            ngx_log_error(NGX_LOG_NOTICE, g->log, 0,
-                          "credit: a timed-out refund of plan %L, pack %L "
-                          "to \"%s\" reached memcached late and is done",
-                          g->plan_amount, g->pack_amount, g->key);
-            break;
-
-        case NGX_HTTP_CREDIT_OP_SET_PLAN:
-            ngx_log_error(NGX_LOG_WARN, g->log, 0,
-                          "credit: a timed-out grant (plan set to %L) on "
-                          "\"%s\" reached memcached late and is applied",
-                          g->plan_amount, g->key);
-            break;
-
-        default: /* NGX_HTTP_CREDIT_OP_ADD_PACK */
-            ngx_log_error(NGX_LOG_WARN, g->log, 0,
-                          "credit: a timed-out grant (pack +%L) on \"%s\" "
-                          "reached memcached late and is applied",
-                          g->pack_amount, g->key);
+        } else {
+            level = NGX_LOG_NOTICE;
+            outcome = "reached memcached late and is applied";
         }
 
         break;
 
     case NGX_HTTP_CREDIT_REPLY_CONFLICT:
 
-        /* it did not land, and never will */
+        /* it did not land, and never will: a refund is sent again */
 
-        switch (g->type) {
+        if (g->type == NGX_HTTP_CREDIT_OP_CHARGE) {
+            level = NGX_LOG_INFO;
+            outcome = "did not land: nothing was taken";
 
-        case NGX_HTTP_CREDIT_OP_CHARGE:
-            ngx_log_error(NGX_LOG_INFO, g->log, 0,
-                          "credit: a timed-out charge of plan %L, pack %L "
-                          "on \"%s\" did not land: nothing was taken",
-                          g->plan_amount, g->pack_amount, g->key);
-            break;
+        } else if (g->type == NGX_HTTP_CREDIT_OP_REFUND) {
+            level = NGX_LOG_NOTICE;
+            outcome = "did not land; trying again";
+            owe = 1;
 
-        case NGX_HTTP_CREDIT_OP_REFUND:
-            ngx_log_error(NGX_LOG_NOTICE, g->log, 0,
-                          "credit: a timed-out refund of plan %L, pack %L "
-                          "to \"%s\" did not land; trying again",
-                          g->plan_amount, g->pack_amount, g->key);
-
-            ngx_http_credit_owe_store(g->store, &key, g->plan_amount,
-                                      g->pack_amount, g->log);
-            break;
-
-        default:
-            ngx_log_error(NGX_LOG_WARN, g->log, 0,
-                          "credit: a timed-out grant on \"%s\" did not "
-                          "land: it is not applied", g->key);
+        } else {
+            level = NGX_LOG_WARN;
+            outcome = "did not land: it is not applied";
         }
 
         break;
 
     default:
-        ngx_log_error(NGX_LOG_ALERT, g->log, 0,
-                      "credit: a timed-out %s of plan %L, pack %L on \"%s\" "
-                      "has an unknown outcome: %s",
-                      g->type == NGX_HTTP_CREDIT_OP_CHARGE ? "charge"
-                      : (g->type == NGX_HTTP_CREDIT_OP_REFUND ? "refund"
-                                                             : "grant"),
-                      g->plan_amount, g->pack_amount, g->key,
-                      reply->err ? reply->err : "no reply");
+        level = NGX_LOG_ALERT;
+        outcome = "has an unknown outcome";
+    }
+
+    ngx_log_error(level, g->log, 0,
+                  "credit: a timed-out %s of plan %L, pack %L on \"%s\" %s%s%s",
+                  what, g->plan_amount, g->pack_amount, g->key, outcome,
+                  reply->err ? ": " : "", reply->err ? reply->err : "");
+
+    if (owe) {
+        key.data = g->key;
+        key.len = g->key_len;
+
+        ngx_http_credit_owe_store(g->store, &key, g->plan_amount,
+                                  g->pack_amount, g->log);
     }
 
     ngx_http_credit_op_free(g);
