@@ -7,8 +7,8 @@
 #   make check-mem  the suite against an AddressSanitizer nginx + module
 #   make static     build the module statically into nginx's source tree
 #   make bench      plain proxy vs metered proxy, with wrk
-#   make faults     reload, upstream failures, memcached restart under load,
-#                   with the books reconciled after each run
+#   make faults     reload, upstream failures, memcached restart and stall
+#                   under load, with the books reconciled after each run
 #   make fuzz       the libFuzzer targets, FUZZ_SECONDS each
 
 SHELL          := /bin/bash
