@@ -323,3 +323,32 @@ GET /credit-admin/t130-other
 {"account":"t130-other","plan":100,"pack":0,"total":100}
 --- error_log
 refund of plan 20, pack 0 to key "test:t130-rf" done after
+
+
+
+=== TEST 6: a grant that times out on a stalled memcached and lands late is logged as applied
+The admin API answers 503 (the outcome is not known yet); when memcached
+wakes up and applies the write, the late reply is logged, and the
+balance shows the grant.  A caller should read the balance before
+repeating a grant that got a 503.
+--- http_config
+    credit_memcached 127.0.0.1:19918 timeout=300ms retry_timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+--- config
+    location /credit-admin/ { credit_admin; }
+--- init
+main::mc_stop(19918);
+main::mc_start(19918);
+CreditTest::grant('t130-gr', 100, 0, undef);
+main::mc_signal('STOP', 19918);
+my ($st, $h, $body) = CreditTest::request('PUT', '/credit-admin/t130-gr/plan', {}, 500);
+Test::More::is($st, 503, "the grant times out: 503");
+main::mc_signal('CONT', 19918);
+Time::HiRes::sleep(0.5);
+--- request
+GET /credit-admin/t130-gr
+--- response_body
+{"account":"t130-gr","plan":500,"pack":0,"total":500}
+--- error_log
+a timed-out grant (plan set) of plan 500, pack 0 on "test:t130-gr" reached memcached late and is applied
