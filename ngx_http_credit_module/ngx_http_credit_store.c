@@ -1025,7 +1025,9 @@ ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
             owe = 1;
 
         } else {
-            level = NGX_LOG_NOTICE;
+            /* a grant's caller was told 503: it must be seen */
+            level = (g->type == NGX_HTTP_CREDIT_OP_REFUND) ? NGX_LOG_NOTICE
+                                                          : NGX_LOG_WARN;
             outcome = "reached memcached late and is applied";
         }
 

@@ -85,6 +85,16 @@ sub main::mc_signal {
     my $pid = <$in>;
     chomp $pid;
     kill $sig, $pid;
+    return unless $sig eq 'STOP';
+    # a stop takes effect thread by thread: wait until every one is stopped
+    for (1 .. 200) {
+        my @running = grep {
+            open my $st, '<', $_;
+            (<$st> // '') !~ /^\d+ \(.*\) [Tt] /;
+        } glob("/proc/$pid/task/*/stat");
+        last unless @running;
+        Time::HiRes::sleep(0.005);
+    }
 }
 
 END {
