@@ -116,11 +116,15 @@ ngx_http_credit_store_init(ngx_cycle_t *cycle,
     ngx_rbtree_init(&store->flights, &store->sentinel,
                     ngx_str_rbtree_insert_value);
 
+    /*
+     * The timer of owed refunds is not cancelable: a worker that is
+     * shutting down (a reload) waits for them, as it does for requests.
+     */
+
     ngx_queue_init(&store->owed);
     store->owed_ev.handler = ngx_http_credit_owed_retry;
     store->owed_ev.data = store;
     store->owed_ev.log = cycle->log;
-    store->owed_ev.cancelable = 1;
 
     cmcf->store = store;
 
@@ -1079,8 +1083,8 @@ ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
  * A refund that must reach memcached: refunds of upstream failures, and
  * charges that landed after their timeout.  One that cannot be sent now
  * (server down, too many operations pending, or its read failed) is tried
- * again every second, up to NGX_HTTP_CREDIT_OWED_TRIES times, for as long
- * as the worker lives.
+ * again every second, up to NGX_HTTP_CREDIT_OWED_TRIES times; a worker
+ * that is shutting down (a reload) waits for it, as for a request.
  */
 
 void

@@ -16,3 +16,9 @@ stop_pidfiles() {
         rm -f "$p"
     done
 }
+
+# listening PORT: something accepts connections on 127.0.0.1:PORT
+listening() {
+    perl -MIO::Socket::INET -e 'exit(IO::Socket::INET->new(
+        PeerAddr => "127.0.0.1", PeerPort => shift) ? 0 : 1)' "$1"
+}

@@ -14,39 +14,6 @@ add_block_preprocessor(\&CreditTest::defaults);
 
 our @Ports = (19911, 19912, 19913);
 
-# starts memcached with these options, waits until $up->() is true
-sub main::mc_run {
-    my ($opts, $name, $up) = @_;
-    my $user = $> == 0 ? '-u root' : '';
-    my $pidfile = "/tmp/credit-test-mc-$name.pid";
-    unlink $pidfile;
-    system("memcached -d $opts -M $user -P $pidfile") == 0 or die "memcached";
-    for (1 .. 100) {
-        last if -s $pidfile && $up->();
-        Time::HiRes::sleep(0.02);
-    }
-}
-
-sub main::mc_start {
-    my ($port) = @_;
-    main::mc_run("-l 127.0.0.1 -p $port -U 0", $port, sub {
-        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
-    });
-}
-
-sub main::mc_stop {
-    my ($port) = @_;
-    open my $in, '<', "/tmp/credit-test-mc-$port.pid" or return;
-    my $pid = <$in>;
-    chomp $pid;
-    kill 'KILL', $pid;
-    for (1 .. 100) {
-        last unless IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                          PeerPort => $port);
-        Time::HiRes::sleep(0.02);
-    }
-}
-
 # which server holds an account: the one whose memcached has its key
 sub main::holder {
     my ($account) = @_;
@@ -61,7 +28,7 @@ our $Sock = '/tmp/credit-test-mc.sock';
 # a memcached on a unix socket; its pid
 sub main::mc_unix {
     unlink $Sock;
-    main::mc_run("-s $Sock -a 0666", 'unix', sub {
+    CreditTest::mc_run("-s $Sock -a 0666", 'unix', sub {
         IO::Socket::UNIX->new(Peer => $Sock)
     });
 }
@@ -78,27 +45,8 @@ sub main::mc_unix_cmd {
     return $out;
 }
 
-# SIGSTOP / SIGCONT to a test memcached
-sub main::mc_signal {
-    my ($sig, $port) = @_;
-    open my $in, '<', "/tmp/credit-test-mc-$port.pid" or die "no memcached $port";
-    my $pid = <$in>;
-    chomp $pid;
-    kill $sig, $pid;
-    return unless $sig eq 'STOP';
-    # a stop takes effect thread by thread: wait until every one is stopped
-    for (1 .. 200) {
-        my @running = grep {
-            open my $st, '<', $_;
-            (<$st> // '') !~ /^\d+ \(.*\) [Tt] /;
-        } glob("/proc/$pid/task/*/stat");
-        last unless @running;
-        Time::HiRes::sleep(0.005);
-    }
-}
-
 END {
-    main::mc_stop($_) for @Ports, 19916, 19918;
+    CreditTest::mc_stop($_) for @Ports, 19916, 19918;
     if (open my $in, '<', '/tmp/credit-test-mc-unix.pid') {
         my $pid = <$in>;
         kill 'KILL', $pid if $pid;
@@ -120,7 +68,7 @@ __DATA__
         location / { return 200 "ok\n"; }
     }
 --- init
-main::mc_start($_) for @main::Ports;
+CreditTest::mc_start($_) for @main::Ports;
 my %per;
 for my $i (1 .. 60) {
     CreditTest::grant("t130-$i", 100);
@@ -133,7 +81,7 @@ Test::More::is(scalar @one, 3, "all three servers hold accounts");
 Test::More::ok(!grep({ $_ < 8 } values %per), "spread: " . join(' ', map { "$_=$per{$_}" } sort keys %per));
 
 # one server dies: its accounts fail, the others are charged
-main::mc_stop(19912);
+CreditTest::mc_stop(19912);
 my ($ok, $down, $wrong) = (0, 0, 0);
 for my $i (1 .. 60) {
     my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => "t130-$i" });
@@ -145,7 +93,7 @@ Test::More::is($down, $per{19912}, "exactly the dead server's accounts got 503 (
 Test::More::is($ok, 60 - $per{19912}, "every other account was charged ($ok)");
 
 # it comes back empty: its accounts are NOT moved, they read as empty
-main::mc_start(19912);
+CreditTest::mc_start(19912);
 Time::HiRes::sleep(2.2);
 my @moved = grep { my $h = main::holder("t130-$_"); $h eq '19912' } 1 .. 60;
 Test::More::is(scalar @moved, 0, "nothing was written to the restarted server while it was down");
@@ -194,7 +142,7 @@ fail with 503 within the timeout.
         location / { return 200 "ok\n"; }
     }
 --- init
-main::mc_start(19916);
+CreditTest::mc_start(19916);
 my $stall = CreditTest::slow_server(19917, 3);
 my (@good, @bad);
 for my $i (1 .. 30) {
@@ -256,12 +204,12 @@ ends where it started.
         location / { return 200 "ok\n"; }
     }
 --- init
-main::mc_start(19918);
+CreditTest::mc_start(19918);
 CreditTest::grant('t130-st', 100, 0, undef);
 my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-st' });
 Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged before the stall");
 
-main::mc_signal('STOP', 19918);
+CreditTest::mc_signal('STOP', 19918);
 my $t0 = Time::HiRes::time();
 my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-st' });
 my $took = Time::HiRes::time() - $t0;
@@ -270,7 +218,7 @@ Test::More::ok($took < 1, sprintf("within the timeout (%.2f s)", $took));
 my ($st2) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-st' });
 Test::More::is($st2, 503, "then at once while the server is down");
 
-main::mc_signal('CONT', 19918);
+CreditTest::mc_signal('CONT', 19918);
 Time::HiRes::sleep(0.5);
 Test::More::like(CreditTest::memcached("get test:t130-st\r\n", 19918) // '', qr/\r\n80 0\r\n/, "in memcached: the late write was given back");
 --- request
@@ -300,8 +248,8 @@ second and lands once memcached answers.
     }
     location /credit-admin/ { credit_admin; }
 --- init
-main::mc_stop(19918);
-main::mc_start(19918);
+CreditTest::mc_stop(19918);
+CreditTest::mc_start(19918);
 my $slow = CreditTest::serve(19919, sub {
     my ($c) = @_;
     sysread($c, my $req, 65536);
@@ -316,14 +264,14 @@ print $s CreditTest::request_bytes('POST', '/v1/background-removal', { 'X-API-Ke
 Time::HiRes::sleep(0.2);
 Test::More::like(CreditTest::memcached("get test:t130-rf\r\n", 19918) // '', qr/\r\n80 0\r\n/, "charged while the upstream works");
 
-main::mc_signal('STOP', 19918);
+CreditTest::mc_signal('STOP', 19918);
 my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-other' });
 Test::More::is($st, 503, "a charge times out on the stalled memcached: the server is down");
 
 my $r = do { local $/; <$s> } // '';
 Test::More::like($r, qr{^HTTP/\S+ 500}, "the upstream failed: the refund is due while memcached is down");
 Time::HiRes::sleep(0.5);
-main::mc_signal('CONT', 19918);
+CreditTest::mc_signal('CONT', 19918);
 Time::HiRes::sleep(2.5);
 Test::More::like(CreditTest::memcached("get test:t130-rf\r\n", 19918) // '', qr/\r\n100 0\r\n/, "the refund landed once memcached was back");
 CreditTest::stop($slow);
@@ -348,13 +296,13 @@ repeating a grant that got a 503.
 --- config
     location /credit-admin/ { credit_admin; }
 --- init
-main::mc_stop(19918);
-main::mc_start(19918);
+CreditTest::mc_stop(19918);
+CreditTest::mc_start(19918);
 CreditTest::grant('t130-gr', 100, 0, undef);
-main::mc_signal('STOP', 19918);
+CreditTest::mc_signal('STOP', 19918);
 my ($st, $h, $body) = CreditTest::request('PUT', '/credit-admin/t130-gr/plan', {}, 500);
 Test::More::is($st, 503, "the grant times out: 503");
-main::mc_signal('CONT', 19918);
+CreditTest::mc_signal('CONT', 19918);
 Time::HiRes::sleep(0.5);
 --- request
 GET /credit-admin/t130-gr
@@ -362,3 +310,4 @@ GET /credit-admin/t130-gr
 {"account":"t130-gr","plan":500,"pack":0,"total":500}
 --- error_log
 a timed-out grant (plan set) of plan 500, pack 0 on "test:t130-gr" reached memcached late and is applied
+

@@ -245,6 +245,62 @@ sub slow_server {
     });
 }
 
+# Test memcacheds of a block's own, on other ports, for the blocks that
+# kill, restart or stall one; /tmp/credit-test-mc-NAME.pid holds the pid.
+
+# starts memcached with these options, waits until $up->() is true
+sub mc_run {
+    my ($opts, $name, $up) = @_;
+    my $user = $> == 0 ? '-u root' : '';
+    my $pidfile = "/tmp/credit-test-mc-$name.pid";
+    unlink $pidfile;
+    system("memcached -d $opts -M $user -P $pidfile") == 0 or die "memcached";
+    for (1 .. 100) {
+        last if -s $pidfile && $up->();
+        sleep(0.02);
+    }
+}
+
+sub mc_start {
+    my ($port) = @_;
+    mc_run("-l 127.0.0.1 -p $port -U 0", $port, sub {
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
+    });
+}
+
+sub mc_stop {
+    my ($port) = @_;
+    open my $in, '<', "/tmp/credit-test-mc-$port.pid" or return;
+    my $pid = <$in>;
+    chomp $pid;
+    kill 'KILL', $pid;
+    for (1 .. 100) {
+        last unless IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                          PeerPort => $port);
+        sleep(0.02);
+    }
+}
+
+# SIGSTOP / SIGCONT to a test memcached
+sub mc_signal {
+    my ($sig, $port) = @_;
+    open my $in, '<', "/tmp/credit-test-mc-$port.pid" or die "no memcached $port";
+    my $pid = <$in>;
+    chomp $pid;
+    kill $sig, $pid;
+    return unless $sig eq 'STOP';
+    # a stop takes effect thread by thread: wait until every one is stopped
+    for (1 .. 200) {
+        my @running = grep {
+            open my $st, '<', $_;
+            (<$st> // '') !~ /^\d+ \(.*\) [Tt] /;
+        } glob("/proc/$pid/task/*/stat");
+        last unless @running;
+        sleep(0.005);
+    }
+}
+
+
 sub stop {
     my ($pid) = @_;
     return unless $pid;
