@@ -74,9 +74,9 @@ credits.yaml:6: unknown key "surprise" in a route
 
 
 === TEST 2: a worker shutting down after a reload still delivers the refund it owes
-As t/130-servers.t TEST 5, but nginx is reloaded while the refund waits for memcached:
-the old worker does not exit with the debt, it sends the refund when
-memcached is back.
+As t/130-servers.t TEST 5, but nginx is reloaded while the refund waits
+for memcached: the old worker does not exit with the debt, it sends the
+refund when memcached is back.
 --- http_config
     credit_memcached 127.0.0.1:19920 timeout=200ms retry_timeout=5s;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
@@ -89,35 +89,16 @@ memcached is back.
     }
     location /credit-admin/ { credit_admin; }
 --- init
-CreditTest::mc_stop(19920);
-CreditTest::mc_start(19920);
-my $slow = CreditTest::serve(19921, sub {
-    my ($c) = @_;
-    sysread($c, my $req, 65536);
-    Time::HiRes::sleep(0.8);
-    syswrite($c, "HTTP/1.0 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n");
-});
-CreditTest::grant('t130-rl', 100, 0, undef);
-CreditTest::grant('t130-rl-other', 100, 0, undef);
-
-my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $CreditTest::Port) or die;
-print $s CreditTest::request_bytes('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rl' }, '');
-Time::HiRes::sleep(0.2);
-CreditTest::mc_signal('STOP', 19920);
-my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rl-other' });
-Test::More::is($st, 503, "memcached stalled: the server is down");
-my $r = do { local $/; <$s> } // '';
-Test::More::like($r, qr{^HTTP/\S+ 500}, "the upstream failed: the refund is owed");
-
+my $slow = CreditTest::refund_due_while_stalled(19920, 19921, 't100-rl', 't100-rl-other');
 main::reload();                         # the old worker starts shutting down
 Time::HiRes::sleep(0.5);
 CreditTest::mc_signal('CONT', 19920);
 Time::HiRes::sleep(2.5);
-Test::More::like(CreditTest::memcached("get test:t130-rl\r\n", 19920) // '', qr/\r\n100 0\r\n/, "the refund landed, sent by the old worker");
+Test::More::like(CreditTest::memcached("get test:t100-rl\r\n", 19920) // '', qr/\r\n100 0\r\n/, "the refund landed, sent by the old worker");
 CreditTest::stop($slow);
 --- request
-GET /credit-admin/t130-rl
+GET /credit-admin/t100-rl
 --- response_body
-{"account":"t130-rl","plan":100,"pack":0,"total":100}
+{"account":"t100-rl","plan":100,"pack":0,"total":100}
 --- error_log
-refund of plan 20, pack 0 to key "test:t130-rl" done after
+refund of plan 20, pack 0 to key "test:t100-rl" done after

@@ -248,28 +248,7 @@ second and lands once memcached answers.
     }
     location /credit-admin/ { credit_admin; }
 --- init
-CreditTest::mc_stop(19918);
-CreditTest::mc_start(19918);
-my $slow = CreditTest::serve(19919, sub {
-    my ($c) = @_;
-    sysread($c, my $req, 65536);
-    Time::HiRes::sleep(0.8);
-    syswrite($c, "HTTP/1.0 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n");
-});
-CreditTest::grant('t130-rf', 100, 0, undef);
-CreditTest::grant('t130-other', 100, 0, undef);
-
-my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $CreditTest::Port) or die;
-print $s CreditTest::request_bytes('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rf' }, '');
-Time::HiRes::sleep(0.2);
-Test::More::like(CreditTest::memcached("get test:t130-rf\r\n", 19918) // '', qr/\r\n80 0\r\n/, "charged while the upstream works");
-
-CreditTest::mc_signal('STOP', 19918);
-my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-other' });
-Test::More::is($st, 503, "a charge times out on the stalled memcached: the server is down");
-
-my $r = do { local $/; <$s> } // '';
-Test::More::like($r, qr{^HTTP/\S+ 500}, "the upstream failed: the refund is due while memcached is down");
+my $slow = CreditTest::refund_due_while_stalled(19918, 19919, 't130-rf', 't130-other');
 Time::HiRes::sleep(0.5);
 CreditTest::mc_signal('CONT', 19918);
 Time::HiRes::sleep(2.5);

@@ -301,6 +301,45 @@ sub mc_signal {
 }
 
 
+# A refund falls due while the block's memcached (port $mc) is stalled:
+# $account is charged through an upstream on port $up that fails with 500
+# after 0.8 s; meanwhile memcached is stopped and a charge of $other times
+# out on it, so the server is down when the refund is due.  Returns the
+# upstream's pid; memcached is left stopped.
+sub refund_due_while_stalled {
+    my ($mc, $up, $account, $other) = @_;
+    mc_stop($mc);
+    mc_start($mc);
+    my $slow = serve($up, sub {
+        my ($c) = @_;
+        sysread($c, my $req, 65536);
+        sleep(0.8);
+        syswrite($c, "HTTP/1.0 500 Internal Server Error\r\n"
+                     . "Content-Length: 5\r\n\r\nboom\n");
+    });
+    grant($account, 100, 0, undef);
+    grant($other, 100, 0, undef);
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $Port)
+        or die "connect: $!";
+    print $s request_bytes('POST', '/v1/background-removal',
+                           { 'X-API-Key' => $account }, '');
+    sleep(0.2);
+    Test::More::like(memcached("get test:$account\r\n", $mc) // '',
+                     qr/\r\n80 0\r\n/, "charged while the upstream works");
+
+    mc_signal('STOP', $mc);
+    my ($st) = request('POST', '/v1/background-removal',
+                       { 'X-API-Key' => $other });
+    Test::More::is($st, 503,
+                   "a charge times out on the stalled memcached: it is down");
+
+    my $r = do { local $/; <$s> } // '';
+    Test::More::like($r, qr{^HTTP/\S+ 500},
+                     "the upstream failed: the refund is due while memcached is down");
+    return $slow;
+}
+
 sub stop {
     my ($pid) = @_;
     return unless $pid;
