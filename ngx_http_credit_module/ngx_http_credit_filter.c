@@ -168,7 +168,7 @@ ngx_http_credit_refund(ngx_http_credit_rec_t *rec, const char *why)
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_credit_module);
 
-    ngx_http_credit_owe(cmcf, &rec->key, rec->plan_charged,
+    ngx_http_credit_owe(cmcf->store, &rec->key, rec->plan_charged,
                         rec->pack_charged, log);
 }
 

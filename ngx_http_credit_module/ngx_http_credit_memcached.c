@@ -94,6 +94,7 @@ static ngx_int_t ngx_http_credit_stats(ngx_http_credit_server_t *s,
     u_char *p, u_char *end);
 static uint64_t ngx_http_credit_flag(u_char *p, u_char *last, u_char flag);
 static void ngx_http_credit_server_timeout(ngx_http_credit_server_t *s);
+static void ngx_http_credit_fail_ops(ngx_queue_t *ops, const char *err);
 static void ngx_http_credit_server_fail(ngx_http_credit_server_t *s,
     const char *reason, ngx_uint_t mark_down);
 
@@ -183,19 +184,16 @@ void
 ngx_http_credit_mc_destroy(ngx_http_credit_mc_t *mc)
 {
     ngx_uint_t                 i;
-    ngx_queue_t               *q, *next;
+    ngx_queue_t                ghosts, *q, *next;
     ngx_http_credit_op_t      *op;
-    ngx_http_credit_reply_t    reply;
     ngx_http_credit_server_t  *s;
-
-    ngx_memzero(&reply, sizeof(ngx_http_credit_reply_t));
-    reply.type = NGX_HTTP_CREDIT_REPLY_ERROR;
-    reply.err = "the worker exits before memcached answered";
 
     for (i = 0; i < mc->nservers; i++) {
         s = &mc->servers[i];
 
         /* the writes still in doubt are logged */
+
+        ngx_queue_init(&ghosts);
 
         for (q = ngx_queue_head(&s->sent);
              q != ngx_queue_sentinel(&s->sent);
@@ -206,9 +204,12 @@ ngx_http_credit_mc_destroy(ngx_http_credit_mc_t *mc)
 
             if (op->ghost) {
                 ngx_queue_remove(q);
-                ngx_http_credit_op_reply(op, &reply);
+                ngx_queue_insert_tail(&ghosts, q);
             }
         }
+
+        ngx_http_credit_fail_ops(&ghosts,
+                                 "the worker exits before memcached answered");
 
         if (s->c) {
             ngx_close_connection(s->c);
@@ -722,7 +723,7 @@ ngx_http_credit_read_handler(ngx_event_t *rev)
 static ngx_int_t
 ngx_http_credit_parse(ngx_http_credit_server_t *s)
 {
-    u_char                    *p, *eol, *data, *f[1];
+    u_char                    *p, *eol, *data, *sp;
     size_t                     len;
     ngx_int_t                  bytes;
     ngx_queue_t               *q;
@@ -778,12 +779,12 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 
             /* VA <bytes> c<cas> */
 
-            f[0] = ngx_strlchr(p + 3, eol, ' ');
-            if (f[0] == NULL) {
-                f[0] = eol;
+            sp = ngx_strlchr(p + 3, eol, ' ');
+            if (sp == NULL) {
+                sp = eol;
             }
 
-            bytes = ngx_atoi(p + 3, f[0] - p - 3);
+            bytes = ngx_atoi(p + 3, sp - p - 3);
             if (bytes == NGX_ERROR) {
                 return NGX_ERROR;
             }
@@ -832,13 +833,13 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
                               ngx_min(len, 128), p, op->key);
             }
 
-            if ((op->expect == NGX_HTTP_CREDIT_EXPECT_VALUE)
-                != (reply.type == NGX_HTTP_CREDIT_REPLY_MISS
-                    || reply.type == NGX_HTTP_CREDIT_REPLY_ERROR))
+            /* a read gets "EN", a write anything else but "EN" */
+
+            if (reply.type != NGX_HTTP_CREDIT_REPLY_ERROR
+                && (op->expect == NGX_HTTP_CREDIT_EXPECT_VALUE)
+                   != (reply.type == NGX_HTTP_CREDIT_REPLY_MISS))
             {
-                if (reply.type != NGX_HTTP_CREDIT_REPLY_ERROR) {
-                    return NGX_ERROR;
-                }
+                return NGX_ERROR;
             }
         }
 
@@ -875,7 +876,6 @@ ngx_http_credit_server_timeout(ngx_http_credit_server_t *s)
     ngx_uint_t                 n;
     ngx_queue_t                failed, *q, *next;
     ngx_http_credit_op_t      *op, *ghost;
-    ngx_http_credit_reply_t    reply;
 
     if (!s->silent) {
         s->silent = 1;
@@ -928,17 +928,7 @@ ngx_http_credit_server_timeout(ngx_http_credit_server_t *s)
         ngx_add_timer(s->c->read, s->mc->timeout);
     }
 
-    ngx_memzero(&reply, sizeof(ngx_http_credit_reply_t));
-    reply.type = NGX_HTTP_CREDIT_REPLY_ERROR;
-    reply.err = "memcached timed out";
-
-    while (!ngx_queue_empty(&failed)) {
-        q = ngx_queue_head(&failed);
-        ngx_queue_remove(q);
-
-        op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
-        ngx_http_credit_op_reply(op, &reply);
-    }
+    ngx_http_credit_fail_ops(&failed, "memcached timed out");
 }
 
 
@@ -952,9 +942,7 @@ static void
 ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     ngx_uint_t mark_down)
 {
-    ngx_queue_t                failed, *q;
-    ngx_http_credit_op_t      *op;
-    ngx_http_credit_reply_t    reply;
+    ngx_queue_t  failed;
 
     if (mark_down) {
         ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
@@ -987,20 +975,31 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     ngx_queue_init(&failed);
 
     if (!ngx_queue_empty(&s->sent)) {
-        failed = s->sent;
-        failed.next->prev = &failed;
-        failed.prev->next = &failed;
+        ngx_queue_add(&failed, &s->sent);
         ngx_queue_init(&s->sent);
     }
 
     s->nsent = 0;
 
+    ngx_http_credit_fail_ops(&failed, reason);
+}
+
+
+/* gives each op of a queue taken out of a server an error reply */
+
+static void
+ngx_http_credit_fail_ops(ngx_queue_t *ops, const char *err)
+{
+    ngx_queue_t              *q;
+    ngx_http_credit_op_t     *op;
+    ngx_http_credit_reply_t   reply;
+
     ngx_memzero(&reply, sizeof(ngx_http_credit_reply_t));
     reply.type = NGX_HTTP_CREDIT_REPLY_ERROR;
-    reply.err = reason;
+    reply.err = err;
 
-    while (!ngx_queue_empty(&failed)) {
-        q = ngx_queue_head(&failed);
+    while (!ngx_queue_empty(ops)) {
+        q = ngx_queue_head(ops);
         ngx_queue_remove(q);
 
         op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);

@@ -330,7 +330,7 @@ void ngx_http_credit_op_free(ngx_http_credit_op_t *op);
 void ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
     ngx_http_credit_reply_t *reply);
 ngx_http_credit_op_t *ngx_http_credit_op_ghost(ngx_http_credit_op_t *op);
-void ngx_http_credit_owe(ngx_http_credit_main_conf_t *cmcf, ngx_str_t *key,
+void ngx_http_credit_owe(ngx_http_credit_store_t *store, ngx_str_t *key,
     int64_t plan, int64_t pack, ngx_log_t *log);
 
 /* memcached.c */

@@ -62,6 +62,8 @@ typedef struct {
 } ngx_http_credit_item_t;
 
 
+static ngx_int_t ngx_http_credit_op_enqueue(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op);
 static ngx_int_t ngx_http_credit_submit(ngx_http_credit_store_t *store,
     ngx_str_t *key, ngx_http_credit_wait_t *w, ngx_log_t *log);
 static ngx_int_t ngx_http_credit_next(ngx_http_credit_store_t *store,
@@ -83,10 +85,6 @@ static ngx_int_t ngx_http_credit_balance(ngx_str_t *value, int64_t *plan,
     int64_t *pack);
 static void ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
     ngx_http_credit_reply_t *reply);
-static void ngx_http_credit_owe_store(ngx_http_credit_store_t *store,
-    ngx_str_t *key, int64_t plan, int64_t pack, ngx_log_t *log);
-static ngx_int_t ngx_http_credit_owed_submit(ngx_http_credit_store_t *store,
-    ngx_http_credit_op_t *op);
 static void ngx_http_credit_owed_queue(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op);
 static void ngx_http_credit_owed_retry(ngx_event_t *ev);
@@ -295,20 +293,29 @@ ngx_int_t
 ngx_http_credit_op_submit(ngx_http_credit_main_conf_t *cmcf,
     ngx_http_credit_op_t *op)
 {
-    ngx_str_t  key;
-
     if (cmcf->store == NULL) {
         return NGX_ERROR;
     }
 
-    op->store = cmcf->store;
+    return ngx_http_credit_op_enqueue(cmcf->store, op);
+}
+
+
+static ngx_int_t
+ngx_http_credit_op_enqueue(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op)
+{
+    ngx_str_t  key;
+
+    op->store = store;
     op->wait.rec = NULL;
     op->wait.op = op;
+    op->err[0] = '\0';
 
     key.data = op->key;
     key.len = op->key_len;
 
-    return ngx_http_credit_submit(cmcf->store, &key, &op->wait, op->log);
+    return ngx_http_credit_submit(store, &key, &op->wait, op->log);
 }
 
 
@@ -657,7 +664,7 @@ static ngx_int_t
 ngx_http_credit_write(ngx_http_credit_op_t *op)
 {
     u_char  *p;
-    u_char   value[2 * NGX_INT64_LEN + 2];
+    u_char   value[NGX_HTTP_CREDIT_VALUE_LEN];
 
     p = ngx_sprintf(value, "%L %L", op->plan, op->pack);
 
@@ -1071,7 +1078,7 @@ ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
         key.data = g->key;
         key.len = g->key_len;
 
-        ngx_http_credit_owe_store(g->store, &key, g->plan_amount,
+        ngx_http_credit_owe(g->store, &key, g->plan_amount,
                                   g->pack_amount, g->log);
     }
 
@@ -1088,31 +1095,20 @@ ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
  */
 
 void
-ngx_http_credit_owe(ngx_http_credit_main_conf_t *cmcf, ngx_str_t *key,
-    int64_t plan, int64_t pack, ngx_log_t *log)
-{
-    if (cmcf->store == NULL) {
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "credit: refund of plan %L, pack %L to key \"%V\" is "
-                      "lost: no memcached", plan, pack, key);
-        return;
-    }
-
-    ngx_http_credit_owe_store(cmcf->store, key, plan, pack, log);
-}
-
-
-static void
-ngx_http_credit_owe_store(ngx_http_credit_store_t *store, ngx_str_t *key,
+ngx_http_credit_owe(ngx_http_credit_store_t *store, ngx_str_t *key,
     int64_t plan, int64_t pack, ngx_log_t *log)
 {
     ngx_http_credit_op_t  *op;
 
-    op = ngx_http_credit_op_create(log, NGX_HTTP_CREDIT_OP_REFUND, key);
+    op = store ? ngx_http_credit_op_create(log, NGX_HTTP_CREDIT_OP_REFUND,
+                                           key)
+               : NULL;
+
     if (op == NULL) {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
                       "credit: refund of plan %L, pack %L to key \"%V\" is "
-                      "lost: out of memory", plan, pack, key);
+                      "lost: %s", plan, pack, key,
+                      store ? "out of memory" : "no memcached");
         return;
     }
 
@@ -1121,27 +1117,9 @@ ngx_http_credit_owe_store(ngx_http_credit_store_t *store, ngx_str_t *key,
     op->pack_amount = pack;
     op->done = ngx_http_credit_owed_done;
 
-    if (ngx_http_credit_owed_submit(store, op) != NGX_OK) {
+    if (ngx_http_credit_op_enqueue(store, op) != NGX_OK) {
         ngx_http_credit_owed_queue(store, op);
     }
-}
-
-
-static ngx_int_t
-ngx_http_credit_owed_submit(ngx_http_credit_store_t *store,
-    ngx_http_credit_op_t *op)
-{
-    ngx_str_t  key;
-
-    op->store = store;
-    op->wait.rec = NULL;
-    op->wait.op = op;
-    op->err[0] = '\0';
-
-    key.data = op->key;
-    key.len = op->key_len;
-
-    return ngx_http_credit_submit(store, &key, &op->wait, op->log);
 }
 
 
@@ -1180,10 +1158,13 @@ ngx_http_credit_owed_retry(ngx_event_t *ev)
 
     /* take the list out first: a refund that fails again goes back in */
 
-    owed = store->owed;
-    owed.next->prev = &owed;
-    owed.prev->next = &owed;
-    ngx_queue_init(&store->owed);
+    ngx_queue_init(&owed);
+
+    if (!ngx_queue_empty(&store->owed)) {
+        ngx_queue_add(&owed, &store->owed);
+        ngx_queue_init(&store->owed);
+    }
+
     store->nowed = 0;
 
     while (!ngx_queue_empty(&owed)) {
@@ -1191,7 +1172,7 @@ ngx_http_credit_owed_retry(ngx_event_t *ev)
         ngx_queue_remove(q);
         op = ngx_queue_data(q, ngx_http_credit_op_t, wait.queue);
 
-        if (ngx_http_credit_owed_submit(store, op) != NGX_OK) {
+        if (ngx_http_credit_op_enqueue(store, op) != NGX_OK) {
             ngx_http_credit_owed_queue(store, op);
         }
     }
