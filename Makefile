@@ -7,6 +7,8 @@
 #   make check-mem  the suite against an AddressSanitizer nginx + module
 #   make static     build the module statically into nginx's source tree
 #   make bench      plain proxy vs metered proxy, with wrk
+#   make bench-no-store  the same with a build whose charges skip memcached
+#                   (the module's own cost, apart from the round trip)
 #   make faults     reload, upstream failures, memcached restart and stall
 #                   under load, with the books reconciled after each run
 #   make fuzz       the libFuzzer targets, FUZZ_SECONDS each
@@ -23,7 +25,8 @@ TEST_FILES     ?= t/*.t
 
 export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
 
-.PHONY: all build setup demo stop test check-mem static bench fuzz faults clean
+.PHONY: all build setup demo stop test check-mem static bench bench-no-store \
+	fuzz faults clean
 
 all: build
 
@@ -73,6 +76,11 @@ static: setup
 
 bench: build
 	@./scripts/bench
+
+bench-no-store: setup
+	@./scripts/build-no-store
+	@BENCH_MODULE=$(BUILD)/nginx-no-store/objs/ngx_http_credit_module.so \
+	    ./scripts/bench
 
 faults: build
 	@./scripts/faults
