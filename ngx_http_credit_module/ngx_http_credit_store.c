@@ -1078,8 +1078,8 @@ ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
         key.data = g->key;
         key.len = g->key_len;
 
-        ngx_http_credit_owe(g->store, &key, g->plan_amount,
-                                  g->pack_amount, g->log);
+        ngx_http_credit_owe(g->store, &key, g->plan_amount, g->pack_amount,
+                            g->log);
     }
 
     ngx_http_credit_op_free(g);

@@ -22,3 +22,15 @@ listening() {
     perl -MIO::Socket::INET -e 'exit(IO::Socket::INET->new(
         PeerAddr => "127.0.0.1", PeerPort => shift) ? 0 : 1)' "$1"
 }
+
+# await_port up|down PORT: until something accepts on PORT, or nothing
+# does any more; 5 s at most
+await_port() {
+    i=0
+    while [ $i -lt 100 ]; do
+        if listening "$2"; then state=up; else state=down; fi
+        [ "$state" = "$1" ] && return 0
+        sleep 0.05
+        i=$((i + 1))
+    done
+}

@@ -47,10 +47,8 @@ sub main::mc_unix_cmd {
 
 END {
     CreditTest::mc_stop($_) for @Ports, 19916, 19918;
-    if (open my $in, '<', '/tmp/credit-test-mc-unix.pid') {
-        my $pid = <$in>;
-        kill 'KILL', $pid if $pid;
-    }
+    my $pid = CreditTest::mc_pid('unix');
+    kill 'KILL', $pid if $pid;
 }
 
 run_tests();

@@ -268,11 +268,18 @@ sub mc_start {
     });
 }
 
-sub mc_stop {
-    my ($port) = @_;
-    open my $in, '<', "/tmp/credit-test-mc-$port.pid" or return;
+# the pid of the test memcached NAME (its port, or "unix"), or undef
+sub mc_pid {
+    my ($name) = @_;
+    open my $in, '<', "/tmp/credit-test-mc-$name.pid" or return undef;
     my $pid = <$in>;
     chomp $pid;
+    return $pid;
+}
+
+sub mc_stop {
+    my ($port) = @_;
+    my $pid = mc_pid($port) // return;
     kill 'KILL', $pid;
     for (1 .. 100) {
         last unless IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -284,9 +291,7 @@ sub mc_stop {
 # SIGSTOP / SIGCONT to a test memcached
 sub mc_signal {
     my ($sig, $port) = @_;
-    open my $in, '<', "/tmp/credit-test-mc-$port.pid" or die "no memcached $port";
-    my $pid = <$in>;
-    chomp $pid;
+    my $pid = mc_pid($port) // die "no memcached $port";
     kill $sig, $pid;
     return unless $sig eq 'STOP';
     # a stop takes effect thread by thread: wait until every one is stopped
