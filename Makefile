@@ -9,6 +9,8 @@
 #   make bench      plain proxy vs metered proxy, with wrk
 #   make bench-no-store  the same with a build whose charges skip memcached
 #                   (the module's own cost, apart from the round trip)
+#   make bench-lua  make bench plus the straightforward Lua (OpenResty)
+#                   way of metering, for comparison
 #   make faults     reload, upstream failures, memcached restart and stall
 #                   under load, with the books reconciled after each run
 #   make fuzz       the libFuzzer targets, FUZZ_SECONDS each
@@ -26,7 +28,7 @@ TEST_FILES     ?= t/*.t
 export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
 
 .PHONY: all build setup demo stop test check-mem static bench bench-no-store \
-	fuzz faults clean
+	bench-lua fuzz faults clean
 
 all: build
 
@@ -81,6 +83,10 @@ bench-no-store: setup
 	@./scripts/build-no-store
 	@BENCH_MODULE=$(BUILD)/nginx-no-store/objs/ngx_http_credit_module.so \
 	    ./scripts/bench
+
+bench-lua: build
+	@./scripts/setup libnginx-mod-http-lua
+	@BENCH_LUA=1 ./scripts/bench
 
 faults: build
 	@./scripts/faults
