@@ -11,6 +11,7 @@
 #                   (the module's own cost, apart from the round trip)
 #   make bench-lua  make bench plus the straightforward Lua (OpenResty)
 #                   way of metering, for comparison
+#   make bench-split  make bench plus where each row's CPU went, per process
 #   make faults     reload, upstream failures, memcached restart and stall
 #                   under load, with the books reconciled after each run
 #   make fuzz       the libFuzzer targets, FUZZ_SECONDS each
@@ -28,7 +29,7 @@ TEST_FILES     ?= t/*.t
 export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
 
 .PHONY: all build setup demo stop test check-mem static bench bench-no-store \
-	bench-lua fuzz faults clean
+	bench-lua bench-split fuzz faults clean
 
 all: build
 
@@ -87,6 +88,9 @@ bench-no-store: setup
 bench-lua: build
 	@./scripts/setup libnginx-mod-http-lua
 	@BENCH_LUA=1 ./scripts/bench
+
+bench-split: build
+	@BENCH_SPLIT=1 ./scripts/bench
 
 faults: build
 	@./scripts/faults
