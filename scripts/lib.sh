@@ -1,5 +1,9 @@
 # Shell helpers shared by scripts/bench, scripts/faults and scripts/demo.
 
+# memcached's options for a balance store, besides -M (README.md,
+# "Operating memcached"): nothing is evicted or expires, so no LRU upkeep
+mc_balance_opts="-o no_lru_maintainer,no_lru_crawler"
+
 # running PID: alive and not a zombie (daemons are reaped by init, maybe late)
 running() {
     [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat"
