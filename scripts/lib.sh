@@ -1,8 +1,10 @@
 # Shell helpers shared by scripts/bench, scripts/faults and scripts/demo.
 
 # memcached's options for a balance store, besides -M (README.md,
-# "Operating memcached"): nothing is evicted or expires, so no LRU upkeep
-mc_balance_opts="-o no_lru_maintainer,no_lru_crawler"
+# "Operating memcached"): nothing is evicted or expires, so no LRU upkeep;
+# each nginx worker pipelines a batch of commands on one connection, so
+# let memcached run a whole batch per wake-up (its default is 20)
+mc_balance_opts="-R 1000 -o no_lru_maintainer,no_lru_crawler"
 
 # running PID: alive and not a zombie (daemons are reaped by init, maybe late)
 running() {
