@@ -27,31 +27,32 @@
 #define NGX_HTTP_CREDIT_OWED_MAX    100000
 #define NGX_HTTP_CREDIT_VALUE_LEN   (2 * NGX_INT64_LEN + 2)
 
+/* the key queues with an op in flight or waiting: a hash table */
+#define NGX_HTTP_CREDIT_FLIGHTS     1024
+
+/*
+ * Freed ops, key queues and item arrays kept for reuse, at most; none
+ * under AddressSanitizer (make check-mem), so that it sees every free.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define NGX_HTTP_CREDIT_KEEP        0
+#else
+#define NGX_HTTP_CREDIT_KEEP        256
+#endif
+
 
 /* the queue of one key in this worker */
 typedef struct {
-    ngx_str_node_t               sn;          /* the memcached key */
+    ngx_queue_t                  link;        /* in its bucket, or free */
+    uint32_t                     hash;
+    size_t                       len;
     ngx_queue_t                  pending;     /* ngx_http_credit_wait_t */
     ngx_uint_t                   busy;        /* an op is in flight */
     u_char                       key[NGX_HTTP_CREDIT_KEY_MAX + 1];
 } ngx_http_credit_flight_t;
 
 
-struct ngx_http_credit_store_s {
-    ngx_http_credit_mc_t        *mc;
-    ngx_http_credit_cache_t     *cache;       /* NULL: cache=off */
-    ngx_rbtree_t                 flights;
-    ngx_rbtree_node_t            sentinel;
-    ngx_uint_t                   max_batch;
-    ngx_queue_t                  owed;        /* refunds to try again */
-    ngx_uint_t                   nowed;
-    ngx_event_t                  owed_ev;
-    ngx_log_t                   *log;
-};
-
-
 /* one charge of a batch */
-
 
 typedef struct {
     int64_t                      cost;
@@ -60,6 +61,44 @@ typedef struct {
     int64_t                      pack_charged;
     int64_t                      remaining;
 } ngx_http_credit_item_t;
+
+
+/* the items of one batch, max_batch of them */
+
+typedef struct ngx_http_credit_items_s  ngx_http_credit_items_t;
+
+struct ngx_http_credit_items_s {
+    ngx_http_credit_items_t     *next;        /* while free */
+    ngx_http_credit_item_t       item[1];
+};
+
+
+/*
+ * The store of a worker.  A charge used to cost three malloc()s and
+ * free()s (the op, its items, its key's queue) and an rbtree insert and
+ * delete; under load they were a visible part of the workers' time, so
+ * the key queues live in a hash table and all three are reused.
+ */
+
+struct ngx_http_credit_store_s {
+    ngx_http_credit_mc_t        *mc;
+    ngx_http_credit_cache_t     *cache;       /* NULL: cache=off */
+    ngx_queue_t                 *flights;     /* NGX_HTTP_CREDIT_FLIGHTS */
+    ngx_queue_t                  free_flights;
+    ngx_uint_t                   nfree_flights;
+    ngx_http_credit_items_t     *free_items;
+    ngx_uint_t                   nfree_items;
+    ngx_uint_t                   max_batch;
+    ngx_queue_t                  owed;        /* refunds to try again */
+    ngx_uint_t                   nowed;
+    ngx_event_t                  owed_ev;
+    ngx_log_t                   *log;
+};
+
+
+/* freed ops of this worker, linked through op->data */
+static ngx_http_credit_op_t  *ngx_http_credit_free_ops;
+static ngx_uint_t             ngx_http_credit_nfree_ops;
 
 
 static ngx_int_t ngx_http_credit_op_enqueue(ngx_http_credit_store_t *store,
@@ -71,6 +110,10 @@ static ngx_int_t ngx_http_credit_next(ngx_http_credit_store_t *store,
 static void ngx_http_credit_fail(ngx_http_credit_wait_t *w);
 static void ngx_http_credit_flight_release(ngx_http_credit_store_t *store,
     ngx_http_credit_flight_t *fl);
+static ngx_http_credit_item_t *ngx_http_credit_items_alloc(
+    ngx_http_credit_store_t *store);
+static void ngx_http_credit_items_free(ngx_http_credit_store_t *store,
+    ngx_http_credit_item_t *items);
 static ngx_int_t ngx_http_credit_op_start(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op);
 static void ngx_http_credit_op_finish(ngx_http_credit_op_t *op,
@@ -95,6 +138,7 @@ ngx_int_t
 ngx_http_credit_store_init(ngx_cycle_t *cycle,
     ngx_http_credit_main_conf_t *cmcf)
 {
+    ngx_uint_t                i;
     ngx_http_credit_store_t  *store;
 
     store = ngx_pcalloc(cycle->pool, sizeof(ngx_http_credit_store_t));
@@ -111,8 +155,17 @@ ngx_http_credit_store_init(ngx_cycle_t *cycle,
     store->log = cycle->log;
     store->cache = cmcf->cache_zone ? cmcf->cache_zone->data : NULL;
 
-    ngx_rbtree_init(&store->flights, &store->sentinel,
-                    ngx_str_rbtree_insert_value);
+    store->flights = ngx_palloc(cycle->pool,
+                                NGX_HTTP_CREDIT_FLIGHTS * sizeof(ngx_queue_t));
+    if (store->flights == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_CREDIT_FLIGHTS; i++) {
+        ngx_queue_init(&store->flights[i]);
+    }
+
+    ngx_queue_init(&store->free_flights);
 
     /*
      * The timer of owed refunds is not cancelable: a worker that is
@@ -135,6 +188,7 @@ ngx_http_credit_store_exit(ngx_http_credit_main_conf_t *cmcf)
 {
     ngx_queue_t              *q;
     ngx_http_credit_op_t     *op;
+    ngx_http_credit_items_t  *items;
     ngx_http_credit_store_t  *store;
 
     store = cmcf->store;
@@ -157,6 +211,28 @@ ngx_http_credit_store_exit(ngx_http_credit_main_conf_t *cmcf)
 
         ngx_http_credit_op_free(op);
     }
+
+    /* what was kept for reuse */
+
+    while (!ngx_queue_empty(&store->free_flights)) {
+        q = ngx_queue_head(&store->free_flights);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_credit_flight_t, link));
+    }
+
+    while (store->free_items) {
+        items = store->free_items;
+        store->free_items = items->next;
+        ngx_free(items);
+    }
+
+    while (ngx_http_credit_free_ops) {
+        op = ngx_http_credit_free_ops;
+        ngx_http_credit_free_ops = op->data;
+        ngx_free(op);
+    }
+
+    ngx_http_credit_nfree_ops = 0;
 
     cmcf->store = NULL;
 }
@@ -324,29 +400,48 @@ ngx_http_credit_submit(ngx_http_credit_store_t *store, ngx_str_t *key,
     ngx_http_credit_wait_t *w, ngx_log_t *log)
 {
     uint32_t                   hash;
+    ngx_queue_t               *bucket, *q;
     ngx_http_credit_wait_t    *failed;
     ngx_http_credit_flight_t  *fl;
 
     hash = ngx_crc32_short(key->data, key->len);
+    bucket = &store->flights[hash % NGX_HTTP_CREDIT_FLIGHTS];
 
-    fl = (ngx_http_credit_flight_t *)
-             ngx_str_rbtree_lookup(&store->flights, key, hash);
+    for (q = ngx_queue_head(bucket);
+         q != ngx_queue_sentinel(bucket);
+         q = ngx_queue_next(q))
+    {
+        fl = ngx_queue_data(q, ngx_http_credit_flight_t, link);
 
-    if (fl == NULL) {
+        if (fl->hash == hash && fl->len == key->len
+            && ngx_memcmp(fl->key, key->data, key->len) == 0)
+        {
+            goto found;
+        }
+    }
+
+    if (!ngx_queue_empty(&store->free_flights)) {
+        q = ngx_queue_head(&store->free_flights);
+        ngx_queue_remove(q);
+        store->nfree_flights--;
+        fl = ngx_queue_data(q, ngx_http_credit_flight_t, link);
+
+    } else {
         fl = ngx_alloc(sizeof(ngx_http_credit_flight_t), log);
         if (fl == NULL) {
             return NGX_ERROR;
         }
-
-        ngx_memcpy(fl->key, key->data, key->len);
-        fl->sn.node.key = hash;
-        fl->sn.str.data = fl->key;
-        fl->sn.str.len = key->len;
-        fl->busy = 0;
-        ngx_queue_init(&fl->pending);
-
-        ngx_rbtree_insert(&store->flights, &fl->sn.node);
     }
+
+    ngx_memcpy(fl->key, key->data, key->len);
+    fl->hash = hash;
+    fl->len = key->len;
+    fl->busy = 0;
+    ngx_queue_init(&fl->pending);
+
+    ngx_queue_insert_head(bucket, &fl->link);
+
+found:
 
     ngx_queue_insert_tail(&fl->pending, &w->queue);
 
@@ -415,11 +510,11 @@ ngx_http_credit_next(ngx_http_credit_store_t *store,
 
     w = *failed;
     key.data = fl->key;
-    key.len = fl->sn.str.len;
+    key.len = fl->len;
 
     op = ngx_http_credit_op_create(store->log, NGX_HTTP_CREDIT_OP_CHARGE,
                                    &key);
-    items = ngx_alloc(n * sizeof(ngx_http_credit_item_t), store->log);
+    items = ngx_http_credit_items_alloc(store);
 
     if (op == NULL || items == NULL) {
         if (op) {
@@ -427,7 +522,7 @@ ngx_http_credit_next(ngx_http_credit_store_t *store,
         }
 
         if (items) {
-            ngx_free(items);
+            ngx_http_credit_items_free(store, items);
         }
 
         ngx_queue_remove(&w->queue);
@@ -476,7 +571,7 @@ post:
         if (op->type == NGX_HTTP_CREDIT_OP_CHARGE) {
             /* the batch's recs are failed through the first one */
             *failed = &op->batch->wait;
-            ngx_free(op->data);
+            ngx_http_credit_items_free(store, op->data);
             ngx_http_credit_op_free(op);
         }
 
@@ -527,8 +622,58 @@ ngx_http_credit_flight_release(ngx_http_credit_store_t *store,
     ngx_http_credit_flight_t *fl)
 {
     if (!fl->busy && ngx_queue_empty(&fl->pending)) {
-        ngx_rbtree_delete(&store->flights, &fl->sn.node);
-        ngx_free(fl);
+        ngx_queue_remove(&fl->link);
+
+        if (store->nfree_flights < NGX_HTTP_CREDIT_KEEP) {
+            ngx_queue_insert_head(&store->free_flights, &fl->link);
+            store->nfree_flights++;
+
+        } else {
+            ngx_free(fl);
+        }
+    }
+}
+
+
+/* an array of max_batch items */
+
+static ngx_http_credit_item_t *
+ngx_http_credit_items_alloc(ngx_http_credit_store_t *store)
+{
+    ngx_http_credit_items_t  *items;
+
+    items = store->free_items;
+
+    if (items) {
+        store->free_items = items->next;
+        store->nfree_items--;
+        return items->item;
+    }
+
+    items = ngx_alloc(offsetof(ngx_http_credit_items_t, item)
+                      + store->max_batch * sizeof(ngx_http_credit_item_t),
+                      store->log);
+
+    return items ? items->item : NULL;
+}
+
+
+static void
+ngx_http_credit_items_free(ngx_http_credit_store_t *store,
+    ngx_http_credit_item_t *item)
+{
+    ngx_http_credit_items_t  *items;
+
+    items = (ngx_http_credit_items_t *)
+                ((u_char *) item - offsetof(ngx_http_credit_items_t, item));
+
+    if (store->nfree_items < NGX_HTTP_CREDIT_KEEP) {
+        items->next = store->free_items;
+        store->free_items = items;
+        store->nfree_items++;
+
+    } else {
+        ngx_free(items);
     }
 }
 
@@ -570,7 +715,7 @@ ngx_http_credit_charge_done(ngx_http_credit_op_t *op)
         rec = next;
     }
 
-    ngx_free(items);
+    ngx_http_credit_items_free(op->store, items);
     ngx_http_credit_op_free(op);
 }
 
@@ -584,9 +729,17 @@ ngx_http_credit_op_create(ngx_log_t *log, ngx_uint_t type, ngx_str_t *key)
         return NULL;
     }
 
-    op = ngx_alloc(sizeof(ngx_http_credit_op_t), log);
-    if (op == NULL) {
-        return NULL;
+    op = ngx_http_credit_free_ops;
+
+    if (op) {
+        ngx_http_credit_free_ops = op->data;
+        ngx_http_credit_nfree_ops--;
+
+    } else {
+        op = ngx_alloc(sizeof(ngx_http_credit_op_t), log);
+        if (op == NULL) {
+            return NULL;
+        }
     }
 
     ngx_memzero(op, sizeof(ngx_http_credit_op_t));
@@ -604,6 +757,13 @@ ngx_http_credit_op_create(ngx_log_t *log, ngx_uint_t type, ngx_str_t *key)
 void
 ngx_http_credit_op_free(ngx_http_credit_op_t *op)
 {
+    if (ngx_http_credit_nfree_ops < NGX_HTTP_CREDIT_KEEP) {
+        op->data = ngx_http_credit_free_ops;
+        ngx_http_credit_free_ops = op;
+        ngx_http_credit_nfree_ops++;
+        return;
+    }
+
     ngx_free(op);
 }
 
