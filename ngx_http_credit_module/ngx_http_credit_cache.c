@@ -26,6 +26,12 @@
  * workers keep writing (it was the module's most expensive function under
  * load).  One node is about two cache lines; the table has a bucket per
  * 128 bytes of the zone, so chains stay short even when the zone is full.
+ *
+ * A node goes to the head of the LRU list at most once a second: the head
+ * and its neighbours are written by every worker, and moving each node on
+ * every charge kept those cache lines travelling between the cores.  The
+ * order of eviction is then right to within a second, which is all a hint
+ * needs.
  */
 
 typedef struct ngx_http_credit_cache_node_s  ngx_http_credit_cache_node_t;
@@ -39,6 +45,7 @@ struct ngx_http_credit_cache_node_s {
     int64_t                        pack;
     uint64_t                       cas;
     uint64_t                       instance;
+    time_t                         moved;       /* to the LRU's head */
     u_char                         key[1];
 };
 
@@ -226,6 +233,15 @@ ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
             goto done;
         }
 
+        cn->plan = plan;
+        cn->pack = pack;
+        cn->cas = cas;
+        cn->instance = instance;
+
+        if (cn->moved == ngx_time()) {
+            goto done;
+        }
+
         ngx_queue_remove(&cn->queue);
 
     } else {
@@ -264,6 +280,7 @@ ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
     cn->pack = pack;
     cn->cas = cas;
     cn->instance = instance;
+    cn->moved = ngx_time();
 
     ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
 
