@@ -624,13 +624,15 @@ ngx_http_credit_flight_release(ngx_http_credit_store_t *store,
     if (!fl->busy && ngx_queue_empty(&fl->pending)) {
         ngx_queue_remove(&fl->link);
 
+#if (NGX_HTTP_CREDIT_KEEP)
         if (store->nfree_flights < NGX_HTTP_CREDIT_KEEP) {
             ngx_queue_insert_head(&store->free_flights, &fl->link);
             store->nfree_flights++;
-
-        } else {
-            ngx_free(fl);
+            return;
         }
+#endif
+
+        ngx_free(fl);
     }
 }
 
@@ -667,14 +669,16 @@ ngx_http_credit_items_free(ngx_http_credit_store_t *store,
     items = (ngx_http_credit_items_t *)
                 ((u_char *) item - offsetof(ngx_http_credit_items_t, item));
 
+#if (NGX_HTTP_CREDIT_KEEP)
     if (store->nfree_items < NGX_HTTP_CREDIT_KEEP) {
         items->next = store->free_items;
         store->free_items = items;
         store->nfree_items++;
-
-    } else {
-        ngx_free(items);
+        return;
     }
+#endif
+
+    ngx_free(items);
 }
 
 
@@ -757,12 +761,14 @@ ngx_http_credit_op_create(ngx_log_t *log, ngx_uint_t type, ngx_str_t *key)
 void
 ngx_http_credit_op_free(ngx_http_credit_op_t *op)
 {
+#if (NGX_HTTP_CREDIT_KEEP)
     if (ngx_http_credit_nfree_ops < NGX_HTTP_CREDIT_KEEP) {
         op->data = ngx_http_credit_free_ops;
         ngx_http_credit_free_ops = op;
         ngx_http_credit_nfree_ops++;
         return;
     }
+#endif
 
     ngx_free(op);
 }
