@@ -4,7 +4,8 @@
 #   make demo       build, start memcached + mock upstream + nginx, show it
 #   make stop       stop what make demo started
 #   make test       build and run the whole suite (t/*.t)
-#   make check-mem  the suite against an AddressSanitizer nginx + module
+#   make check-mem  the suite against an AddressSanitizer nginx + module,
+#                   with the module's object reuse off, then on
 #   make static     build the module statically into nginx's source tree
 #   make bench      plain proxy vs metered proxy, with wrk
 #   make bench-no-store  the same with a build whose charges skip memcached
@@ -64,13 +65,20 @@ test: build
 	@TEST_NGINX_BINARY=$(NGINX_BIN) TEST_NGINX_LOAD_MODULES=$(MODULE) \
 	    ./scripts/run-tests $(TEST_FILES)
 
+# twice: every object freed (a use after free is seen), then the objects
+# kept for reuse, as the module ships
 check-mem: setup
-	@./scripts/build-asan
-	@rm -rf $(BUILD)/asan && mkdir -p $(BUILD)/asan
-	@TEST_NGINX_BINARY=$(BUILD)/nginx-asan/objs/nginx TEST_NGINX_LOAD_MODULES= \
-	    ASAN_OPTIONS=detect_leaks=1:log_path=$(BUILD)/asan/report \
-	    ./scripts/run-tests $(TEST_FILES)
-	@./scripts/check-asan-reports $(BUILD)/asan
+	@for mode in free keep; do \
+	    dir=asan; [ $$mode = keep ] && dir=asan-keep; \
+	    echo "check-mem: the module's objects: $$mode"; \
+	    ./scripts/build-asan $$([ $$mode = keep ] && echo keep) || exit 1; \
+	    rm -rf $(BUILD)/$$dir && mkdir -p $(BUILD)/$$dir; \
+	    TEST_NGINX_BINARY=$(BUILD)/nginx-$$dir/objs/nginx \
+	    TEST_NGINX_LOAD_MODULES= \
+	    ASAN_OPTIONS=detect_leaks=1:log_path=$(BUILD)/$$dir/report \
+	        ./scripts/run-tests $(TEST_FILES) || exit 1; \
+	    ./scripts/check-asan-reports $(BUILD)/$$dir || exit 1; \
+	done
 
 static: setup
 	@./scripts/build-static
