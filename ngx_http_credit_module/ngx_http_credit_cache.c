@@ -233,17 +233,6 @@ ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
             goto done;
         }
 
-        cn->plan = plan;
-        cn->pack = pack;
-        cn->cas = cas;
-        cn->instance = instance;
-
-        if (cn->moved == ngx_time()) {
-            goto done;
-        }
-
-        ngx_queue_remove(&cn->queue);
-
     } else {
         cn = ngx_slab_alloc_locked(cache->shpool, size);
 
@@ -272,6 +261,8 @@ ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
         cn->hash = hash;
         cn->len = (u_short) len;
         ngx_memcpy(cn->key, key, len);
+        ngx_queue_init(&cn->queue);         /* not in the LRU list yet */
+        cn->moved = 0;
 
         *link = cn;
     }
@@ -280,9 +271,12 @@ ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
     cn->pack = pack;
     cn->cas = cas;
     cn->instance = instance;
-    cn->moved = ngx_time();
 
-    ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
+    if (cn->moved != ngx_time()) {
+        ngx_queue_remove(&cn->queue);
+        ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
+        cn->moved = ngx_time();
+    }
 
 done:
 
