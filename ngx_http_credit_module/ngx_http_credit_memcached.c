@@ -331,6 +331,7 @@ ngx_http_credit_mc_gets(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
     p = ngx_cpymem(p, op->key, op->key_len);
     p = ngx_cpymem(p, " v c\r\n", 6);
 
+    op->cmd_len = p - s->out_last;
     s->out_last = p;
 
     return NGX_OK;
@@ -369,6 +370,7 @@ ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op,
     p = ngx_cpymem(p, value, len);
     *p++ = CR; *p++ = LF;
 
+    op->cmd_len = p - s->out_last;
     s->out_last = p;
 
     return NGX_OK;
@@ -550,6 +552,7 @@ ngx_http_credit_hello(ngx_http_credit_server_t *s)
 
     ngx_memzero(&s->hello, sizeof(ngx_http_credit_op_t));
     s->hello.expect = NGX_HTTP_CREDIT_EXPECT_STATS;
+    s->hello.cmd_len = 7;
 
     ngx_queue_insert_head(&s->sent, &s->hello.mc_queue);
     s->nsent++;
@@ -942,7 +945,33 @@ static void
 ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     ngx_uint_t mark_down)
 {
-    ngx_queue_t  failed;
+    size_t                 unsent;
+    ngx_queue_t            failed, *q;
+    ngx_http_credit_op_t  *op;
+
+    /*
+     * A write whose command was written whole may have been applied before
+     * the connection failed: its outcome is unknown.  The commands still
+     * in the output buffer, the last ones queued, were not.
+     */
+
+    unsent = s->out_last - s->out_pos;
+
+    for (q = ngx_queue_last(&s->sent);
+         q != ngx_queue_sentinel(&s->sent);
+         q = ngx_queue_prev(q))
+    {
+        op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
+
+        if (unsent) {
+            unsent -= ngx_min(unsent, op->cmd_len);
+            continue;
+        }
+
+        if (op->expect == NGX_HTTP_CREDIT_EXPECT_STORED && !op->ghost) {
+            ngx_http_credit_op_lost(op, reason);
+        }
+    }
 
     if (mark_down) {
         ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,

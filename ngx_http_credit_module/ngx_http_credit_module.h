@@ -263,6 +263,7 @@ struct ngx_http_credit_op_s {
     ngx_queue_t                  mc_queue;    /* awaiting a reply */
     void                        *server;      /* of the key, once known */
     ngx_uint_t                   expect;
+    size_t                       cmd_len;     /* of its command, queued */
     uint64_t                     cas;
     uint64_t                     instance;    /* of the memcached asked */
     ngx_uint_t                   exists;
@@ -283,7 +284,9 @@ struct ngx_http_credit_op_s {
     ngx_uint_t                   retries;
     ngx_uint_t                   owed;        /* refund tries so far */
     unsigned                     ghost:1;     /* awaits a late reply */
-    unsigned                     in_doubt:1;  /* its write went to a ghost */
+    unsigned                     in_doubt:1;  /* its write's outcome is
+                                                 settled elsewhere, or
+                                                 unknown */
     char                         err[128];
 };
 
@@ -330,6 +333,7 @@ void ngx_http_credit_op_free(ngx_http_credit_op_t *op);
 void ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
     ngx_http_credit_reply_t *reply);
 ngx_http_credit_op_t *ngx_http_credit_op_ghost(ngx_http_credit_op_t *op);
+void ngx_http_credit_op_lost(ngx_http_credit_op_t *op, const char *err);
 void ngx_http_credit_owe(ngx_http_credit_store_t *store, ngx_str_t *key,
     int64_t plan, int64_t pack, ngx_log_t *log);
 

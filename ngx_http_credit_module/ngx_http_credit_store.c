@@ -127,6 +127,9 @@ static void ngx_http_credit_remember(ngx_http_credit_op_t *op, uint64_t cas);
 static void ngx_http_credit_forget(ngx_http_credit_op_t *op, uint64_t cas);
 static ngx_int_t ngx_http_credit_balance(ngx_str_t *value, int64_t *plan,
     int64_t *pack);
+static void ngx_http_credit_op_amounts(ngx_http_credit_op_t *op,
+    int64_t *plan, int64_t *pack);
+static char *ngx_http_credit_op_what(ngx_http_credit_op_t *op);
 static void ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
     ngx_http_credit_reply_t *reply);
 static void ngx_http_credit_owed_queue(ngx_http_credit_store_t *store,
@@ -1114,10 +1117,8 @@ ngx_http_credit_decide(ngx_http_credit_op_t *op)
 ngx_http_credit_op_t *
 ngx_http_credit_op_ghost(ngx_http_credit_op_t *op)
 {
-    ngx_str_t                key;
-    ngx_uint_t               i;
-    ngx_http_credit_op_t    *g;
-    ngx_http_credit_item_t  *it;
+    ngx_str_t              key;
+    ngx_http_credit_op_t  *g;
 
     key.data = op->key;
     key.len = op->key_len;
@@ -1129,6 +1130,7 @@ ngx_http_credit_op_ghost(ngx_http_credit_op_t *op)
 
     g->ghost = 1;
     g->expect = op->expect;
+    g->cmd_len = op->cmd_len;
     g->store = op->store;
     g->server = op->server;
     g->instance = op->instance;
@@ -1141,22 +1143,78 @@ ngx_http_credit_op_ghost(ngx_http_credit_op_t *op)
 
     op->in_doubt = 1;
 
-    if (op->type == NGX_HTTP_CREDIT_OP_CHARGE) {
-        it = op->data;
-
-        for (i = 0; i < op->nbatch; i++) {
-            if (it[i].rc == NGX_HTTP_CREDIT_RC_OK) {
-                g->plan_amount += it[i].plan_charged;
-                g->pack_amount += it[i].pack_charged;
-            }
-        }
-
-    } else {
-        g->plan_amount = op->plan_amount;
-        g->pack_amount = op->pack_amount;
-    }
+    ngx_http_credit_op_amounts(op, &g->plan_amount, &g->pack_amount);
 
     return g;
+}
+
+
+/*
+ * A write whose connection failed after the write was sent and before its
+ * reply came (a reset, a reply out of step): memcached may or may not have
+ * applied it, and nobody can tell any more.  Its requests are answered as
+ * not charged, a refund is not sent again (it may have landed), and the
+ * write is logged for the billing system to settle.
+ */
+
+void
+ngx_http_credit_op_lost(ngx_http_credit_op_t *op, const char *err)
+{
+    int64_t  plan, pack;
+
+    op->in_doubt = 1;
+
+    ngx_http_credit_op_amounts(op, &plan, &pack);
+
+    ngx_log_error(NGX_LOG_ALERT, op->log, 0,
+                  "credit: a %s of plan %L, pack %L on \"%s\" has an unknown "
+                  "outcome: %s", ngx_http_credit_op_what(op), plan, pack,
+                  op->key, err);
+}
+
+
+/* what a write changes: the charges of a batch that fit, or the amounts */
+
+static void
+ngx_http_credit_op_amounts(ngx_http_credit_op_t *op, int64_t *plan,
+    int64_t *pack)
+{
+    ngx_uint_t               i;
+    ngx_http_credit_item_t  *it;
+
+    if (op->type != NGX_HTTP_CREDIT_OP_CHARGE) {
+        *plan = op->plan_amount;
+        *pack = op->pack_amount;
+        return;
+    }
+
+    *plan = 0;
+    *pack = 0;
+
+    it = op->data;
+
+    for (i = 0; i < op->nbatch; i++) {
+        if (it[i].rc == NGX_HTTP_CREDIT_RC_OK) {
+            *plan += it[i].plan_charged;
+            *pack += it[i].pack_charged;
+        }
+    }
+}
+
+
+static char *
+ngx_http_credit_op_what(ngx_http_credit_op_t *op)
+{
+    switch (op->type) {
+    case NGX_HTTP_CREDIT_OP_CHARGE:
+        return "charge";
+    case NGX_HTTP_CREDIT_OP_REFUND:
+        return "refund";
+    case NGX_HTTP_CREDIT_OP_SET_PLAN:
+        return "grant (plan set)";
+    default: /* NGX_HTTP_CREDIT_OP_ADD_PACK */
+        return "grant (pack added)";
+    }
 }
 
 
@@ -1173,20 +1231,7 @@ ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
         return;
     }
 
-    switch (g->type) {
-    case NGX_HTTP_CREDIT_OP_CHARGE:
-        what = "charge";
-        break;
-    case NGX_HTTP_CREDIT_OP_REFUND:
-        what = "refund";
-        break;
-    case NGX_HTTP_CREDIT_OP_SET_PLAN:
-        what = "grant (plan set)";
-        break;
-    default: /* NGX_HTTP_CREDIT_OP_ADD_PACK */
-        what = "grant (pack added)";
-    }
-
+    what = ngx_http_credit_op_what(g);
     owe = 0;
 
     switch (reply->type) {

@@ -288,3 +288,110 @@ GET /credit-admin/t130-gr
 --- error_log
 a timed-out grant (plan set) of plan 500, pack 0 on "test:t130-gr" reached memcached late and is applied
 
+
+
+
+=== TEST 7: memcached dies with a charge in flight: the reset fails it at once, and metering resumes when it is back
+A real memcached is stopped (SIGSTOP) while a charge's compare-and-swap
+waits unread in its socket, then killed: the kernel answers the
+connection with a reset.  The request gets 503 at once, long before the
+5 s timeout, as not charged.  nginx cannot know whether such a write
+landed, so it says so at "alert" with the key and the amounts (here it
+did not: memcached died before reading it, and its balances died with
+it).  Once memcached is back and the account granted again, the same
+workers meter it without a restart.
+--- http_config
+    credit_memcached 127.0.0.1:19918 timeout=5s retry_timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+CreditTest::mc_stop(19918);
+CreditTest::mc_start(19918);
+CreditTest::grant('t130-rs', 100, 0, undef);
+my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rs' });
+Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged before");
+
+CreditTest::mc_signal('STOP', 19918);
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $CreditTest::Port, Proto => 'tcp') or die $!;
+print $s CreditTest::request_bytes('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rs' }, '');
+Time::HiRes::sleep(0.3);
+my $t0 = Time::HiRes::time();
+CreditTest::mc_stop(19918);
+my $raw = '';
+{ local $/; $raw = <$s>; }
+my $took = Time::HiRes::time() - $t0;
+my ($st) = CreditTest::parse($raw);
+Test::More::is($st, 503, "the charge in flight fails with 503");
+Test::More::ok($took < 1, sprintf("at once, not after the 5 s timeout (%.2f s)", $took));
+my ($st2) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rs' });
+Test::More::is($st2, 503, "then at once while the server is down");
+
+CreditTest::mc_start(19918);
+Time::HiRes::sleep(1.2);
+CreditTest::grant('t130-rs', 100, 0, undef);
+my ($st3, $h3) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rs' });
+Test::More::is("$st3 $h3->{'x-credits-remaining'}", "200 80", "metered again after memcached is back");
+--- request
+GET /credit-admin/t130-rs
+--- response_body
+{"account":"t130-rs","plan":80,"pack":0,"total":80}
+--- error_log
+memcached closed the connection (127.0.0.1:19918), 1 operations failed
+a charge of plan 20, pack 0 on "test:t130-rs" has an unknown outcome: memcached closed the connection
+
+
+
+=== TEST 8: a refund cut off by a reset is not sent again: it may have landed
+The upstream fails with 500 after 0.8 s.  Meanwhile memcached is
+stopped, so the refund waits unread in its socket, and then killed: the
+connection is reset.  The refund may have landed before a reset (not
+here: memcached died), so sending it again could give the credits back
+twice; it is logged at "alert" with the amounts instead, and not retried.
+--- http_config
+    credit_memcached 127.0.0.1:19918 timeout=5s retry_timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:19919;
+    }
+    location /credit-admin/ { credit_admin; }
+--- init
+CreditTest::mc_stop(19918);
+CreditTest::mc_start(19918);
+my $slow = CreditTest::serve(19919, sub {
+    my ($c) = @_;
+    sysread($c, my $req, 65536);
+    Time::HiRes::sleep(0.8);
+    syswrite($c, "HTTP/1.0 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n");
+});
+CreditTest::grant('t130-rr', 100, 0, undef);
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $CreditTest::Port, Proto => 'tcp') or die $!;
+print $s CreditTest::request_bytes('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rr' }, '');
+Time::HiRes::sleep(0.3);
+Test::More::like(CreditTest::memcached("get test:t130-rr\r\n", 19918) // '', qr/\r\n80 0\r\n/, "charged while the upstream works");
+CreditTest::mc_signal('STOP', 19918);
+my $raw = '';
+{ local $/; $raw = <$s>; }
+my ($st) = CreditTest::parse($raw);
+Test::More::is($st, 500, "the upstream failed: the refund is due, memcached is stopped");
+Time::HiRes::sleep(0.3);
+CreditTest::mc_stop(19918);
+CreditTest::mc_start(19918);
+Time::HiRes::sleep(2.5);
+Test::More::is(CreditTest::memcached("get test:t130-rr\r\n", 19918) // '', "END\r\n", "nothing sent again to the new memcached");
+CreditTest::stop($slow);
+--- request
+GET /credit-admin/t130-rr
+--- response_body
+{"account":"t130-rr","plan":0,"pack":0,"total":0}
+--- error_log
+a refund of plan 20, pack 0 on "test:t130-rr" has an unknown outcome: memcached closed the connection
+--- no_error_log
+[emerg]
