@@ -11,24 +11,6 @@ workers(1);
 no_shuffle();
 add_block_preprocessor(\&CreditTest::defaults);
 
-sub main::start_request {
-    my ($uri, $account) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $CreditTest::Port,
-                                  Proto => 'tcp') or die $!;
-    print $s CreditTest::request_bytes('POST', $uri,
-                                       { 'X-API-Key' => $account }, '');
-    return $s;
-}
-
-sub main::finish_request {
-    my ($s) = @_;
-    local $/;
-    my $raw = <$s>;
-    close $s;
-    return CreditTest::parse($raw);
-}
-
 run_tests();
 
 __DATA__
@@ -53,14 +35,14 @@ __DATA__
 --- init
 CreditTest::slow_server(19880, 1);
 my $t0 = Time::HiRes::time();
-my $slow = main::start_request('/v1/background-removal', 't080-1');
+my $slow = CreditTest::start_request('/v1/background-removal', 't080-1');
 Time::HiRes::sleep(0.1);
 my $t1 = Time::HiRes::time();
 my ($st, $h, $body) = CreditTest::request('GET', '/ping');
 my $ping = Time::HiRes::time() - $t1;
 Test::More::is($body, "pong\n", "the other location answered");
 Test::More::cmp_ok($ping, '<', 0.3, "at once (${ping}s) while memcached holds its reply");
-my ($st2) = main::finish_request($slow);
+my ($st2) = CreditTest::finish_request($slow);
 my $charge = Time::HiRes::time() - $t0;
 Test::More::is($st2, 402, "the metered request got its answer (an unknown account)");
 Test::More::cmp_ok($charge, '>=', 0.9, "after memcached's delay (${charge}s)");
@@ -84,8 +66,8 @@ pong
 --- init
 CreditTest::slow_server(19881, 1);
 my $t0 = Time::HiRes::time();
-my @s = map { main::start_request('/v1/background-removal', "t080-2-$_") } 1 .. 4;
-my @st = map { (main::finish_request($_))[0] } @s;
+my @s = map { CreditTest::start_request('/v1/background-removal', "t080-2-$_") } 1 .. 4;
+my @st = map { (CreditTest::finish_request($_))[0] } @s;
 my $took = Time::HiRes::time() - $t0;
 Test::More::is("@st", "402 402 402 402", "all four answered");
 Test::More::cmp_ok($took, '<', 2.5, "in parallel (${took}s), not one after another");
@@ -108,8 +90,8 @@ GET /
 --- init
 CreditTest::slow_server(19882, 1);
 my $t0 = Time::HiRes::time();
-my @s = map { main::start_request('/v1/background-removal', "t080-3-$_") } 1 .. 5;
-my @st = sort map { (main::finish_request($_))[0] } @s;
+my @s = map { CreditTest::start_request('/v1/background-removal', "t080-3-$_") } 1 .. 5;
+my @st = sort map { (CreditTest::finish_request($_))[0] } @s;
 my $took = Time::HiRes::time() - $t0;
 Test::More::is("@st", "402 402 503 503 503", "two waited for memcached, three were refused");
 --- request

@@ -316,15 +316,12 @@ my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-
 Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged before");
 
 CreditTest::mc_signal('STOP', 19918);
-my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $CreditTest::Port, Proto => 'tcp') or die $!;
-print $s CreditTest::request_bytes('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rs' }, '');
+my $s = CreditTest::start_request('/v1/background-removal', 't130-rs');
 Time::HiRes::sleep(0.3);
 my $t0 = Time::HiRes::time();
 CreditTest::mc_stop(19918);
-my $raw = '';
-{ local $/; $raw = <$s>; }
+my ($st) = CreditTest::finish_request($s);
 my $took = Time::HiRes::time() - $t0;
-my ($st) = CreditTest::parse($raw);
 Test::More::is($st, 503, "the charge in flight fails with 503");
 Test::More::ok($took < 1, sprintf("at once, not after the 5 s timeout (%.2f s)", $took));
 my ($st2) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rs' });
@@ -365,21 +362,13 @@ twice; it is logged at "alert" with the amounts instead, and not retried.
 --- init
 CreditTest::mc_stop(19918);
 CreditTest::mc_start(19918);
-my $slow = CreditTest::serve(19919, sub {
-    my ($c) = @_;
-    sysread($c, my $req, 65536);
-    Time::HiRes::sleep(0.8);
-    syswrite($c, "HTTP/1.0 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n");
-});
+my $slow = CreditTest::failing_upstream(19919, 0.8);
 CreditTest::grant('t130-rr', 100, 0, undef);
-my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $CreditTest::Port, Proto => 'tcp') or die $!;
-print $s CreditTest::request_bytes('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rr' }, '');
+my $s = CreditTest::start_request('/v1/background-removal', 't130-rr');
 Time::HiRes::sleep(0.3);
 Test::More::like(CreditTest::memcached("get test:t130-rr\r\n", 19918) // '', qr/\r\n80 0\r\n/, "charged while the upstream works");
 CreditTest::mc_signal('STOP', 19918);
-my $raw = '';
-{ local $/; $raw = <$s>; }
-my ($st) = CreditTest::parse($raw);
+my ($st) = CreditTest::finish_request($s);
 Test::More::is($st, 500, "the upstream failed: the refund is due, memcached is stopped");
 Time::HiRes::sleep(0.3);
 CreditTest::mc_stop(19918);
