@@ -68,10 +68,10 @@ test: build
 # twice: every object freed (a use after free is seen), then the objects
 # kept for reuse, as the module ships
 check-mem: setup
-	@for mode in free keep; do \
-	    dir=asan; [ $$mode = keep ] && dir=asan-keep; \
-	    echo "check-mem: the module's objects: $$mode"; \
-	    ./scripts/build-asan $$([ $$mode = keep ] && echo keep) || exit 1; \
+	@for keep in "" keep; do \
+	    dir=asan$${keep:+-keep}; \
+	    echo "check-mem: the module's objects: $${keep:-free}"; \
+	    ./scripts/build-asan $$keep || exit 1; \
 	    rm -rf $(BUILD)/$$dir && mkdir -p $(BUILD)/$$dir; \
 	    TEST_NGINX_BINARY=$(BUILD)/nginx-$$dir/objs/nginx \
 	    TEST_NGINX_LOAD_MODULES= \
