@@ -20,40 +20,54 @@
 
 
 /*
- * A chained hash table rather than the rbtree nginx's own zones use: a
- * lookup touches a bucket and, almost always, one node, where a tree of
- * thousands of accounts costs a dozen cache misses on nodes the other
- * workers keep writing (it was the module's most expensive function under
- * load).  One node is about two cache lines; the table has a bucket per
- * 128 bytes of the zone, so chains stay short even when the zone is full.
+ * A set-associative table rather than the rbtree nginx's own zones use or
+ * a chained hash: a lookup loads the two cache lines of one set at once
+ * and nothing else.  Under load the entries are usually cold (the other
+ * worker wrote them last, or they left the core's caches while the charge
+ * was at memcached), so what a lookup costs is how many lines it waits
+ * for one after the other: a tree walk waited for a dozen, a chained
+ * table for the bucket and then the node, this table for one.
  *
- * A node goes to the head of the LRU list at most once a second: the head
- * and its neighbours are written by every worker, and moving each node on
- * every charge kept those cache lines travelling between the cores.  The
- * order of eviction is then right to within a second, which is all a hint
- * needs.
+ * An entry is one 64-byte slot, two slots a set.  A key is known by a
+ * 64-bit hash of it, seeded at random when the zone is made, not by its
+ * bytes: any key length takes the same room, and keys are never compared.
+ * Two keys with the same hash would share an entry, which is as harmless
+ * as any stale entry: a charge decided from the other key's balance
+ * carries the other key's cas token, and memcached's tokens are unique
+ * across all the items of a server, so memcached rejects the write and
+ * the charge reads afresh; a refusal is never decided from the cache.
+ *
+ * Writers take the set's lock, held for a few instructions, and make the
+ * set's version odd while they write.  Readers take no lock: they copy
+ * the entry and keep the copy only if the version was even and did not
+ * change meanwhile (a seqlock), so a balance is never read with another
+ * write's token.  A reader that keeps losing that race, or a writer that
+ * cannot get the lock soon, treats the set as empty: it is only a hint.
+ * A lock left by a worker that died holding it is taken over, and the
+ * set's entries, maybe half written, are dropped.
  */
 
-typedef struct ngx_http_credit_cache_node_s  ngx_http_credit_cache_node_t;
-
-struct ngx_http_credit_cache_node_s {
-    ngx_http_credit_cache_node_t  *next;        /* hash chain */
-    uint32_t                       hash;
-    u_short                        len;
-    ngx_queue_t                    queue;       /* LRU */
+typedef struct {
+    uint64_t                       tag;         /* 0: empty */
+    uint64_t                       instance;
+    uint64_t                       cas;
     int64_t                        plan;
     int64_t                        pack;
-    uint64_t                       cas;
-    uint64_t                       instance;
-    time_t                         moved;       /* to the LRU's head */
-    u_char                         key[1];
-};
+    time_t                         used;        /* last written */
+
+    /* in the first slot of a set only */
+    ngx_atomic_t                   lock;        /* the pid writing, or 0 */
+    ngx_atomic_t                   version;     /* odd while written */
+} ngx_http_credit_cache_slot_t;
+
+
+#define NGX_HTTP_CREDIT_CACHE_WAYS  2
 
 
 typedef struct {
-    ngx_queue_t                    lru;
-    ngx_uint_t                     mask;
-    ngx_http_credit_cache_node_t  *buckets[1];
+    ngx_uint_t                     mask;        /* sets - 1 */
+    uint64_t                       seed;
+    ngx_http_credit_cache_slot_t  *slots;
 } ngx_http_credit_cache_sh_t;
 
 
@@ -63,10 +77,12 @@ struct ngx_http_credit_cache_s {
 };
 
 
-static ngx_http_credit_cache_node_t **ngx_http_credit_cache_find(
-    ngx_http_credit_cache_t *cache, u_char *key, size_t len, uint32_t hash);
-static void ngx_http_credit_cache_evict(ngx_http_credit_cache_t *cache,
-    ngx_http_credit_cache_node_t *cn);
+static ngx_http_credit_cache_slot_t *ngx_http_credit_cache_set_of(
+    ngx_http_credit_cache_t *cache, u_char *key, size_t len, uint64_t *tag);
+static ngx_int_t ngx_http_credit_cache_lock(ngx_http_credit_cache_slot_t *set);
+static void ngx_http_credit_cache_unlock(ngx_http_credit_cache_slot_t *set);
+static ngx_http_credit_cache_slot_t *ngx_http_credit_cache_way(
+    ngx_http_credit_cache_slot_t *set, uint64_t tag, uint64_t instance);
 
 
 ngx_http_credit_cache_t *
@@ -81,9 +97,10 @@ ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_credit_cache_t *ocache = data;
 
-    size_t                    len;
-    ngx_uint_t                n;
-    ngx_http_credit_cache_t  *cache;
+    size_t                         size;
+    ngx_uint_t                     n;
+    ngx_http_credit_cache_t       *cache;
+    ngx_http_credit_cache_slot_t  *slots;
 
     cache = shm_zone->data;
 
@@ -101,77 +118,146 @@ ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    /* a power of two buckets, one per 128 bytes of the zone */
-
-    for (n = 1024; n < shm_zone->shm.size / 128; n <<= 1) { /* void */ }
-
     cache->sh = ngx_slab_alloc(cache->shpool,
-                               offsetof(ngx_http_credit_cache_sh_t, buckets)
-                               + n * sizeof(ngx_http_credit_cache_node_t *));
+                               sizeof(ngx_http_credit_cache_sh_t));
     if (cache->sh == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memzero(cache->sh->buckets, n * sizeof(ngx_http_credit_cache_node_t *));
+    /*
+     * The most sets, a power of two, that the zone holds (tried from the
+     * zone's size down, quietly): the slab allocator gives whole pages for
+     * such sizes, so slots stay aligned to cache lines.
+     */
+
+    size = NGX_HTTP_CREDIT_CACHE_WAYS * sizeof(ngx_http_credit_cache_slot_t);
+
+    cache->shpool->log_nomem = 0;
+
+    for (n = 1; n * 2 * size <= shm_zone->shm.size; n <<= 1) { /* void */ }
+
+    for ( ;; ) {
+        slots = ngx_slab_alloc(cache->shpool, n * size);
+
+        if (slots) {
+            break;
+        }
+
+        if (n == 64) {
+            return NGX_ERROR;
+        }
+
+        n >>= 1;
+    }
+
+    ngx_memzero(slots, n * size);
 
     cache->sh->mask = n - 1;
-    ngx_queue_init(&cache->sh->lru);
+    cache->sh->seed = (uint64_t) ngx_random() << 32 ^ ngx_random();
+    cache->sh->slots = slots;
 
     cache->shpool->data = cache->sh;
 
-    len = sizeof(" in credit cache zone \"\"") + shm_zone->shm.name.len;
-
-    cache->shpool->log_ctx = ngx_slab_alloc(cache->shpool, len);
-    if (cache->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(cache->shpool->log_ctx, " in credit cache zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    cache->shpool->log_nomem = 0;
+    ngx_log_error(NGX_LOG_INFO, shm_zone->shm.log, 0,
+                  "credit: the balance cache holds %ui accounts",
+                  n * NGX_HTTP_CREDIT_CACHE_WAYS);
 
     return NGX_OK;
 }
 
 
-/* the link that points to a key's node, or to the NULL ending its chain */
+/* a key's set, and its tag: 64-bit FNV-1a, then murmur3's finalizer */
 
-static ngx_http_credit_cache_node_t **
-ngx_http_credit_cache_find(ngx_http_credit_cache_t *cache, u_char *key,
-    size_t len, uint32_t hash)
+static ngx_http_credit_cache_slot_t *
+ngx_http_credit_cache_set_of(ngx_http_credit_cache_t *cache, u_char *key,
+    size_t len, uint64_t *tag)
 {
-    ngx_http_credit_cache_node_t  **link, *cn;
+    uint64_t  h;
 
-    for (link = &cache->sh->buckets[hash & cache->sh->mask];
-         *link;
-         link = &cn->next)
-    {
-        cn = *link;
+    h = cache->sh->seed ^ 0xcbf29ce484222325;
 
-        if (cn->hash == hash && cn->len == len
-            && ngx_memcmp(cn->key, key, len) == 0)
-        {
-            break;
-        }
+    while (len--) {
+        h ^= *key++;
+        h *= 0x100000001b3;
     }
 
-    return link;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccd;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53;
+    h ^= h >> 33;
+
+    *tag = h ? h : 1;
+
+    return &cache->sh->slots[(h & cache->sh->mask)
+                             * NGX_HTTP_CREDIT_CACHE_WAYS];
+}
+
+
+static ngx_int_t
+ngx_http_credit_cache_lock(ngx_http_credit_cache_slot_t *set)
+{
+    ngx_uint_t          i, spins, w;
+    ngx_atomic_uint_t   pid;
+
+    spins = (ngx_ncpu > 1) ? 2048 : 1;
+    pid = 0;
+
+    for (i = 0; i < spins; i++) {
+        pid = set->lock;
+
+        if (pid == 0 && ngx_atomic_cmp_set(&set->lock, 0, ngx_pid)) {
+            return NGX_OK;
+        }
+
+        ngx_cpu_pause();
+    }
+
+    /* a worker that died while it held the lock: take it over */
+
+    if (pid == 0
+        || kill((ngx_pid_t) pid, 0) != -1 || ngx_errno != NGX_ESRCH
+        || !ngx_atomic_cmp_set(&set->lock, pid, ngx_pid))
+    {
+        return NGX_BUSY;
+    }
+
+    if ((set->version & 1) == 0) {
+        set->version++;
+        ngx_memory_barrier();
+    }
+
+    for (w = 0; w < NGX_HTTP_CREDIT_CACHE_WAYS; w++) {
+        set[w].tag = 0;
+    }
+
+    ngx_memory_barrier();
+    set->version++;
+
+    return NGX_OK;
 }
 
 
 static void
-ngx_http_credit_cache_evict(ngx_http_credit_cache_t *cache,
-    ngx_http_credit_cache_node_t *cn)
+ngx_http_credit_cache_unlock(ngx_http_credit_cache_slot_t *set)
 {
-    ngx_http_credit_cache_node_t  **link;
+    (void) ngx_atomic_cmp_set(&set->lock, ngx_pid, 0);
+}
 
-    link = ngx_http_credit_cache_find(cache, cn->key, cn->len, cn->hash);
 
-    *link = cn->next;
+static ngx_http_credit_cache_slot_t *
+ngx_http_credit_cache_way(ngx_http_credit_cache_slot_t *set, uint64_t tag,
+    uint64_t instance)
+{
+    ngx_uint_t  w;
 
-    ngx_queue_remove(&cn->queue);
-    ngx_slab_free_locked(cache->shpool, cn);
+    for (w = 0; w < NGX_HTTP_CREDIT_CACHE_WAYS; w++) {
+        if (set[w].tag == tag && set[w].instance == instance && set[w].cas) {
+            return &set[w];
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -182,24 +268,68 @@ ngx_http_credit_cache_get(ngx_http_credit_cache_t *cache, u_char *key,
     size_t len, uint64_t instance, int64_t *plan, int64_t *pack,
     uint64_t *cas)
 {
+    int64_t                        p, k;
+    uint64_t                       tag, c;
     ngx_int_t                      rc;
-    ngx_http_credit_cache_node_t  *cn;
+    ngx_atomic_uint_t              version;
+    ngx_http_credit_cache_slot_t  *set, *s;
 
-    rc = NGX_DECLINED;
+    set = ngx_http_credit_cache_set_of(cache, key, len, &tag);
 
-    ngx_shmtx_lock(&cache->shpool->mutex);
+    /*
+     * The version and both tags are loaded at once, and an account that
+     * is not there needs nothing more.
+     */
 
-    cn = *ngx_http_credit_cache_find(cache, key, len,
-                                     ngx_crc32_short(key, len));
+    version = set->version;
 
-    if (cn && cn->instance == instance && cn->cas) {
-        *plan = cn->plan;
-        *pack = cn->pack;
-        *cas = cn->cas;
-        rc = NGX_OK;
+    if (set[0].tag != tag && set[1].tag != tag) {
+        return NGX_DECLINED;
     }
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    ngx_memory_barrier();
+
+    if ((version & 1) == 0) {
+        s = ngx_http_credit_cache_way(set, tag, instance);
+
+        p = s ? s->plan : 0;
+        k = s ? s->pack : 0;
+        c = s ? s->cas : 0;
+
+        ngx_memory_barrier();
+
+        if (set->version == version) {
+            if (s == NULL) {
+                return NGX_DECLINED;
+            }
+
+            *plan = p;
+            *pack = k;
+            *cas = c;
+
+            return NGX_OK;
+        }
+    }
+
+    /* a write was under way: read under the lock */
+
+    if (ngx_http_credit_cache_lock(set) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    s = ngx_http_credit_cache_way(set, tag, instance);
+
+    if (s) {
+        *plan = s->plan;
+        *pack = s->pack;
+        *cas = s->cas;
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    ngx_http_credit_cache_unlock(set);
 
     return rc;
 }
@@ -207,80 +337,67 @@ ngx_http_credit_cache_get(ngx_http_credit_cache_t *cache, u_char *key,
 
 /*
  * Remembers what memcached said of a key.  An older token never replaces
- * a newer one: cas values only grow on a server.
+ * a newer one: cas values only grow on a server.  A key that is not there
+ * takes an empty slot of its set, or the one written longer ago.
  */
 
 void
 ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
     size_t len, uint64_t instance, int64_t plan, int64_t pack, uint64_t cas)
 {
-    size_t                          size;
-    uint32_t                        hash;
-    ngx_uint_t                      i;
-    ngx_queue_t                    *q;
-    ngx_http_credit_cache_node_t   *cn, **link;
+    uint64_t                       tag;
+    ngx_uint_t                     w;
+    ngx_http_credit_cache_slot_t  *set, *s;
 
-    hash = ngx_crc32_short(key, len);
-    size = offsetof(ngx_http_credit_cache_node_t, key) + len;
+    set = ngx_http_credit_cache_set_of(cache, key, len, &tag);
 
-    ngx_shmtx_lock(&cache->shpool->mutex);
-
-    link = ngx_http_credit_cache_find(cache, key, len, hash);
-    cn = *link;
-
-    if (cn) {
-        if (cn->instance == instance && cn->cas > cas) {
-            goto done;
-        }
-
-    } else {
-        cn = ngx_slab_alloc_locked(cache->shpool, size);
-
-        /* full: forget the least recently used entries and try again */
-
-        for (i = 0; cn == NULL && i < 16 && !ngx_queue_empty(&cache->sh->lru);
-             i++)
-        {
-            q = ngx_queue_last(&cache->sh->lru);
-
-            ngx_http_credit_cache_evict(cache,
-                ngx_queue_data(q, ngx_http_credit_cache_node_t, queue));
-
-            cn = ngx_slab_alloc_locked(cache->shpool, size);
-        }
-
-        if (cn == NULL) {
-            goto done;
-        }
-
-        /* an eviction may have unlinked the node "link" pointed into */
-
-        link = ngx_http_credit_cache_find(cache, key, len, hash);
-
-        cn->next = NULL;
-        cn->hash = hash;
-        cn->len = (u_short) len;
-        ngx_memcpy(cn->key, key, len);
-        ngx_queue_init(&cn->queue);         /* not in the LRU list yet */
-        cn->moved = 0;
-
-        *link = cn;
+    if (ngx_http_credit_cache_lock(set) != NGX_OK) {
+        return;
     }
 
-    cn->plan = plan;
-    cn->pack = pack;
-    cn->cas = cas;
-    cn->instance = instance;
+    s = NULL;
 
-    if (cn->moved != ngx_time()) {
-        ngx_queue_remove(&cn->queue);
-        ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
-        cn->moved = ngx_time();
+    for (w = 0; w < NGX_HTTP_CREDIT_CACHE_WAYS; w++) {
+        if (set[w].tag == tag) {
+            s = &set[w];
+            break;
+        }
     }
+
+    if (s == NULL) {
+        s = &set[0];
+
+        for (w = 0; w < NGX_HTTP_CREDIT_CACHE_WAYS; w++) {
+            if (set[w].tag == 0) {
+                s = &set[w];
+                break;
+            }
+
+            if (set[w].used < s->used) {
+                s = &set[w];
+            }
+        }
+
+    } else if (s->instance == instance && s->cas > cas) {
+        goto done;
+    }
+
+    set->version++;
+    ngx_memory_barrier();
+
+    s->tag = tag;
+    s->instance = instance;
+    s->cas = cas;
+    s->plan = plan;
+    s->pack = pack;
+    s->used = ngx_time();
+
+    ngx_memory_barrier();
+    set->version++;
 
 done:
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    ngx_http_credit_cache_unlock(set);
 }
 
 
@@ -294,16 +411,33 @@ void
 ngx_http_credit_cache_forget(ngx_http_credit_cache_t *cache, u_char *key,
     size_t len, uint64_t cas)
 {
-    ngx_http_credit_cache_node_t  *cn;
+    uint64_t                       tag;
+    ngx_uint_t                     w;
+    ngx_http_credit_cache_slot_t  *set, *s;
 
-    ngx_shmtx_lock(&cache->shpool->mutex);
+    set = ngx_http_credit_cache_set_of(cache, key, len, &tag);
 
-    cn = *ngx_http_credit_cache_find(cache, key, len,
-                                     ngx_crc32_short(key, len));
-
-    if (cn && (cas == 0 || cn->cas == cas)) {
-        ngx_http_credit_cache_evict(cache, cn);
+    if (set[0].tag != tag && set[1].tag != tag) {
+        return;
     }
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    if (ngx_http_credit_cache_lock(set) != NGX_OK) {
+        return;
+    }
+
+    set->version++;
+    ngx_memory_barrier();
+
+    for (w = 0; w < NGX_HTTP_CREDIT_CACHE_WAYS; w++) {
+        s = &set[w];
+
+        if (s->tag == tag && (cas == 0 || s->cas == cas)) {
+            s->tag = 0;
+        }
+    }
+
+    ngx_memory_barrier();
+    set->version++;
+
+    ngx_http_credit_cache_unlock(set);
 }

@@ -217,3 +217,34 @@ X-API-Key: t020-10
 insufficient|t020-10|background-removal|20|0|0|15|402
 invalid|t020-10|object-removal|-|0|0|-|400
 "]
+
+
+
+=== TEST 11: the balance cache: an account charged before is charged with one write and no read
+Its balance and cas token are in the shared cache, so the next charge
+sends the compare-and-swap at once.  An id of any length takes one entry
+(the second one's key is the SHA-1 form).
+--- init
+my @ids = ('t020-11', 't020-11-' . ('x' x 240));
+my $stats = sub {
+    my $s = CreditTest::memcached("stats\r\n");
+    return ($s =~ /STAT cmd_get (\d+)/, $s =~ /STAT cmd_set (\d+)/);
+};
+my @res;
+for my $id (@ids) {
+    CreditTest::grant($id, 100);
+    push @res, (CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => $id }))[0];
+}
+my ($get0, $set0) = $stats->();
+for my $id (@ids) {
+    my ($st, $h) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => $id });
+    push @res, "$st $h->{'x-credits-remaining'}";
+}
+my ($get1, $set1) = $stats->();
+Test::More::is("@res", "200 200 200 60 200 60", "both accounts charged twice");
+Test::More::is($get1 - $get0, 0, "the second charges read nothing");
+Test::More::is($set1 - $set0, 2, "the second charges wrote once each");
+--- request
+GET /credit-admin/t020-11
+--- response_body
+{"account":"t020-11","plan":60,"pack":0,"total":60}
