@@ -41,10 +41,10 @@
  * set's version odd while they write.  Readers take no lock: they copy
  * the entry and keep the copy only if the version was even and did not
  * change meanwhile (a seqlock), so a balance is never read with another
- * write's token.  A reader that keeps losing that race, or a writer that
- * cannot get the lock soon, treats the set as empty: it is only a hint.
- * A lock left by a worker that died holding it is taken over, and the
- * set's entries, maybe half written, are dropped.
+ * write's token; one that loses that race reads again under the lock.  A
+ * worker that cannot get the lock soon treats the set as empty: it is
+ * only a hint.  A lock left by a worker that died holding it is taken
+ * over, and the set's entries, maybe half written, are dropped.
  */
 
 typedef struct {
