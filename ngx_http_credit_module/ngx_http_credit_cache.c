@@ -65,7 +65,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_uint_t                     mask;        /* sets - 1 */
+    uint64_t                       sets;
     uint64_t                       seed;
     ngx_http_credit_cache_slot_t  *slots;
 } ngx_http_credit_cache_sh_t;
@@ -98,7 +98,7 @@ ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_credit_cache_t *ocache = data;
 
     size_t                         size;
-    ngx_uint_t                     n;
+    ngx_uint_t                     n, step;
     ngx_http_credit_cache_t       *cache;
     ngx_http_credit_cache_slot_t  *slots;
 
@@ -125,34 +125,33 @@ ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     /*
-     * The most sets, a power of two, that the zone holds (tried from the
-     * zone's size down, quietly): the slab allocator gives whole pages for
-     * such sizes, so slots stay aligned to cache lines.
+     * As many sets as the zone's free pages hold, in one piece (tried
+     * page by page down, quietly): the slab allocator gives whole pages
+     * for such sizes, so slots stay aligned to cache lines.
      */
 
     size = NGX_HTTP_CREDIT_CACHE_WAYS * sizeof(ngx_http_credit_cache_slot_t);
+    step = ngx_max(ngx_pagesize / size, 1);
 
     cache->shpool->log_nomem = 0;
 
-    for (n = 1; n * 2 * size <= shm_zone->shm.size; n <<= 1) { /* void */ }
+    slots = NULL;
 
-    for ( ;; ) {
+    for (n = cache->shpool->pfree * step; n >= 64; n -= step) {
         slots = ngx_slab_alloc(cache->shpool, n * size);
 
         if (slots) {
             break;
         }
+    }
 
-        if (n == 64) {
-            return NGX_ERROR;
-        }
-
-        n >>= 1;
+    if (slots == NULL) {
+        return NGX_ERROR;
     }
 
     ngx_memzero(slots, n * size);
 
-    cache->sh->mask = n - 1;
+    cache->sh->sets = n;
     cache->sh->seed = (uint64_t) ngx_random() << 32 ^ ngx_random();
     cache->sh->slots = slots;
 
@@ -166,7 +165,10 @@ ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-/* a key's set, and its tag: 64-bit FNV-1a, then murmur3's finalizer */
+/*
+ * A key's tag: 64-bit FNV-1a, then murmur3's finalizer; and its set: the
+ * tag's high half scaled to the number of sets (a multiply, not a modulo).
+ */
 
 static ngx_http_credit_cache_slot_t *
 ngx_http_credit_cache_set_of(ngx_http_credit_cache_t *cache, u_char *key,
@@ -189,7 +191,7 @@ ngx_http_credit_cache_set_of(ngx_http_credit_cache_t *cache, u_char *key,
 
     *tag = h ? h : 1;
 
-    return &cache->sh->slots[(h & cache->sh->mask)
+    return &cache->sh->slots[((h >> 32) * cache->sh->sets >> 32)
                              * NGX_HTTP_CREDIT_CACHE_WAYS];
 }
 

@@ -115,10 +115,11 @@ GET /credit-admin/t070-4
 
 
 === TEST 5: a balance cache far smaller than the accounts stays exact
-cache=64k holds a few hundred entries: charging 1500 accounts twice, in
-waves of 250 concurrent requests, evicts entries all the time.  Every
-account ends at exactly 100 - 2 x 20, and a grant written behind nginx's
-back (a new cas) is seen by the next charge, cached or not.
+cache=64k holds under a thousand entries (896 on x86-64): charging 1500
+accounts twice, in waves of 250 concurrent requests, evicts entries all
+the time, so the second round reads at least 1500 - 896 balances again.
+Every account ends at exactly 100 - 2 x 20, and a grant written behind
+nginx's back (a new cas) is seen by the next charge, cached or not.
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT cache=64k;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
@@ -141,7 +142,7 @@ for my $round (1, 2) {
 }
 Test::More::is($bad, 0, "3000 charges, all 200");
 my $reads = $gets[1] - $gets[0];
-Test::More::ok($reads >= 1000, "the second round read $reads evicted balances from memcached");
+Test::More::ok($reads >= 500, "the second round read $reads evicted balances from memcached");
 my $got = CreditTest::memcached("get " . join(' ', map { "test:$_" } @ids) . "\r\n");
 my %left = $got =~ /^VALUE test:(\S+) \d+ \d+\r\n(\d+ \d+)\r\n/mg;
 Test::More::is(scalar(keys %left), 1500, "every account is in memcached");
