@@ -270,11 +270,9 @@ ngx_http_credit_cache_get(ngx_http_credit_cache_t *cache, u_char *key,
     size_t len, uint64_t instance, int64_t *plan, int64_t *pack,
     uint64_t *cas)
 {
-    int64_t                        p, k;
-    uint64_t                       tag, c;
-    ngx_int_t                      rc;
+    uint64_t                       tag;
     ngx_atomic_uint_t              version;
-    ngx_http_credit_cache_slot_t  *set, *s;
+    ngx_http_credit_cache_slot_t  *set, *s, e;
 
     set = ngx_http_credit_cache_set_of(cache, key, len, &tag);
 
@@ -294,22 +292,14 @@ ngx_http_credit_cache_get(ngx_http_credit_cache_t *cache, u_char *key,
     if ((version & 1) == 0) {
         s = ngx_http_credit_cache_way(set, tag, instance);
 
-        p = s ? s->plan : 0;
-        k = s ? s->pack : 0;
-        c = s ? s->cas : 0;
+        if (s) {
+            e = *s;
+        }
 
         ngx_memory_barrier();
 
         if (set->version == version) {
-            if (s == NULL) {
-                return NGX_DECLINED;
-            }
-
-            *plan = p;
-            *pack = k;
-            *cas = c;
-
-            return NGX_OK;
+            goto done;
         }
     }
 
@@ -322,18 +312,22 @@ ngx_http_credit_cache_get(ngx_http_credit_cache_t *cache, u_char *key,
     s = ngx_http_credit_cache_way(set, tag, instance);
 
     if (s) {
-        *plan = s->plan;
-        *pack = s->pack;
-        *cas = s->cas;
-        rc = NGX_OK;
-
-    } else {
-        rc = NGX_DECLINED;
+        e = *s;
     }
 
     ngx_http_credit_cache_unlock(set);
 
-    return rc;
+done:
+
+    if (s == NULL) {
+        return NGX_DECLINED;
+    }
+
+    *plan = e.plan;
+    *pack = e.pack;
+    *cas = e.cas;
+
+    return NGX_OK;
 }
 
 

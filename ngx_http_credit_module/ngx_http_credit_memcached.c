@@ -538,21 +538,22 @@ ngx_http_credit_connect(ngx_http_credit_server_t *s)
 static ngx_int_t
 ngx_http_credit_hello(ngx_http_credit_server_t *s)
 {
-    size_t  used;
+    size_t     used;
+    ngx_str_t  cmd = ngx_string("stats\r\n");
 
     used = s->out_last - s->out_pos;
 
-    if ((size_t) (s->out_end - s->out_pos) < used + 7) {
+    if ((size_t) (s->out_end - s->out_pos) < used + cmd.len) {
         return NGX_ERROR;
     }
 
-    ngx_memmove(s->out_pos + 7, s->out_pos, used);
-    ngx_memcpy(s->out_pos, "stats\r\n", 7);
-    s->out_last += 7;
+    ngx_memmove(s->out_pos + cmd.len, s->out_pos, used);
+    ngx_memcpy(s->out_pos, cmd.data, cmd.len);
+    s->out_last += cmd.len;
 
     ngx_memzero(&s->hello, sizeof(ngx_http_credit_op_t));
     s->hello.expect = NGX_HTTP_CREDIT_EXPECT_STATS;
-    s->hello.cmd_len = 7;
+    s->hello.cmd_len = cmd.len;
 
     ngx_queue_insert_head(&s->sent, &s->hello.mc_queue);
     s->nsent++;
