@@ -190,6 +190,9 @@ ngx_http_credit_add_header(ngx_http_request_t *r, char *name, size_t len,
     }
 
     h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
     h->key.data = (u_char *) name;
     h->key.len = len;
     h->value.len = ngx_sprintf(h->value.data, "%L", value) - h->value.data;
