@@ -424,6 +424,8 @@ sub start_second_nginx {
     $workers ||= 2;
     my $root = ($ENV{TEST_NGINX_SERVER_ROOT} || Cwd::cwd() . '/t/servroot')
                . "-$port";
+    # started by an earlier block of this file: still running, keep it
+    return $root if grep { $_ eq $root } @Nginx2;
     system("rm -rf $root; mkdir -p $root/conf $root/logs");
     my $load = join '', map { "load_module $_;\n" } grep { $_ }
                split /\s+/, ($ENV{TEST_NGINX_LOAD_MODULES} || '');
