@@ -15,8 +15,6 @@
 static ngx_int_t ngx_http_credit_header_filter(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_credit_refundable(ngx_http_credit_loc_conf_t *clcf,
     ngx_uint_t status);
-static ngx_int_t ngx_http_credit_add_header(ngx_http_request_t *r,
-    char *name, size_t len, int64_t value);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -173,7 +171,7 @@ ngx_http_credit_refund(ngx_http_credit_rec_t *rec, const char *why)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_credit_add_header(ngx_http_request_t *r, char *name, size_t len,
     int64_t value)
 {

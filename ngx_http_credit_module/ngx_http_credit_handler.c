@@ -607,19 +607,6 @@ ngx_http_credit_send_json(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t
 ngx_http_credit_retry_after(ngx_http_request_t *r)
 {
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Retry-After");
-    ngx_str_set(&h->value, "1");
-
-    return NGX_OK;
+    return ngx_http_credit_add_header(r, "Retry-After",
+                                      sizeof("Retry-After") - 1, 1);
 }

@@ -373,6 +373,8 @@ ngx_int_t ngx_http_credit_retry_after(ngx_http_request_t *r);
 ngx_int_t ngx_http_credit_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_credit_log_handler(ngx_http_request_t *r);
 void ngx_http_credit_refund(ngx_http_credit_rec_t *rec, const char *why);
+ngx_int_t ngx_http_credit_add_header(ngx_http_request_t *r, char *name,
+    size_t len, int64_t value);
 
 /* admin.c */
 ngx_int_t ngx_http_credit_admin_handler(ngx_http_request_t *r);
