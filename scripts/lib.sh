@@ -1,4 +1,4 @@
-# Shell helpers shared by scripts/bench, scripts/faults and scripts/demo.
+# Shell helpers shared by the scripts in scripts/.
 
 # memcached's options for a balance store, besides -M (README.md,
 # "Operating memcached"): nothing is evicted or expires, so no LRU upkeep;
@@ -9,6 +9,18 @@ mc_balance_opts="-R 1000 -o no_lru_maintainer,no_lru_crawler"
 # running PID: alive and not a zombie (daemons are reaped by init, maybe late)
 running() {
     [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat"
+}
+
+# on_exit COMMAND: run COMMAND when the script ends, however it ends:
+# normally, on an error, or on HUP, INT, TERM or a closed output pipe
+# (`scripts/bench | head`).  A trap on a signal alone would run COMMAND
+# and then carry on with the script; here the signal ends it.
+on_exit() {
+    trap "$1" EXIT
+    trap 'exit 129' HUP
+    trap 'exit 130' INT
+    trap 'exit 141' PIPE
+    trap 'exit 143' TERM
 }
 
 # stop_pidfiles FILE...: TERM each process, wait until it is gone
