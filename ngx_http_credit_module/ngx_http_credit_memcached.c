@@ -29,6 +29,12 @@
 #define NGX_HTTP_CREDIT_MC_IN       (64 * 1024)
 #define NGX_HTTP_CREDIT_MC_OUT      (16 * 1024)
 
+/*
+ * No balance is longer ("PLAN PACK": two numbers of at most 19 digits
+ * and a space); a longer value is no balance, and is dropped unread
+ */
+#define NGX_HTTP_CREDIT_MC_VALUE    256
+
 /* how long a silent connection is kept for the late replies it owes */
 #define NGX_HTTP_CREDIT_MC_ABANDON  60000
 
@@ -53,6 +59,7 @@ typedef struct {
     u_char                      *in;          /* replies read */
     u_char                      *in_pos;
     u_char                      *in_last;
+    size_t                       skip;        /* bytes of a value to drop */
     ngx_event_t                  flush;
     time_t                       down_until;
     uint64_t                     instance;    /* 0 until "stats" answers */
@@ -736,6 +743,13 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 
     while (s->c && s->in_pos < s->in_last) {
 
+        if (s->skip) {
+            len = ngx_min((size_t) (s->in_last - s->in_pos), s->skip);
+            s->in_pos += len;
+            s->skip -= len;
+            continue;
+        }
+
         p = s->in_pos;
 
         eol = ngx_strlcasestrn(p, s->in_last, (u_char *) "\r\n", 2 - 1);
@@ -795,20 +809,39 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 
             data = eol + 2;
 
-            if (s->in_last - data < bytes + 2) {
-                return NGX_OK;                  /* not all there yet */
-            }
-
-            if (data[bytes] != CR || data[bytes + 1] != LF) {
-                return NGX_ERROR;
-            }
-
             reply.type = NGX_HTTP_CREDIT_REPLY_VALUE;
             reply.value.data = data;
-            reply.value.len = bytes;
             reply.cas = ngx_http_credit_flag(p, eol, 'c');
 
-            s->in_pos = data + bytes + 2;
+            if (bytes > NGX_HTTP_CREDIT_MC_VALUE) {
+
+                /*
+                 * Not a balance, and maybe more than the buffer holds:
+                 * the operation gets an empty value, which is no balance
+                 * either (the store logs it), and the value and its CRLF
+                 * are dropped as they arrive.  The connection and the
+                 * other accounts on this server are not affected.
+                 */
+
+                reply.value.len = 0;
+
+                s->in_pos = data;
+                s->skip = bytes + 2;
+
+            } else {
+
+                if (s->in_last - data < bytes + 2) {
+                    return NGX_OK;              /* not all there yet */
+                }
+
+                if (data[bytes] != CR || data[bytes + 1] != LF) {
+                    return NGX_ERROR;
+                }
+
+                reply.value.len = bytes;
+
+                s->in_pos = data + bytes + 2;
+            }
 
         } else {
             s->in_pos = eol + 2;
@@ -995,6 +1028,7 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     s->out_last = s->out;
     s->in_pos = s->in;
     s->in_last = s->in;
+    s->skip = 0;
 
     if (s->flush.posted) {
         ngx_delete_posted_event(&s->flush);

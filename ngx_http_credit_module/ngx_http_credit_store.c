@@ -902,6 +902,12 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
         if (ngx_http_credit_balance(&reply->value, &op->plan, &op->pack)
             != NGX_OK)
         {
+            ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                          "credit: the memcached item \"%s\" is not a "
+                          "balance (\"PLAN PACK\"), its account fails as "
+                          "credit_fail says until it is set again",
+                          op->key);
+
             ngx_cpystrn((u_char *) op->err,
                         (u_char *) "malformed balance item", sizeof(op->err));
             ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);

@@ -106,3 +106,77 @@ Content-Type: application/json
 ["", "ok", qq("plan":80,)]
 --- no_error_log
 memcached refused
+
+
+
+=== TEST 6: a balance item that is not a balance fails its own account only
+--- init
+CreditTest::memcached("set test:t140-6-junk 0 0 3\r\nabc\r\n");
+CreditTest::memcached("set test:t140-6-huge 0 0 100000\r\n" . ('9' x 100000) . "\r\n");
+--- more_headers eval
+["", "X-API-Key: t140-6-junk", "X-API-Key: t140-6-huge",
+ "X-API-Key: t140-6-ok", "", ""]
+--- request eval
+["PUT /credit-admin/t140-6-ok/plan\n100",
+ "POST /v1/background-removal",
+ "POST /v1/background-removal",
+ "POST /v1/background-removal",
+ "GET /credit-admin/t140-6-ok",
+ "GET /credit-admin/t140-6-huge"]
+--- error_code eval
+[200, 503, 503, 200, 200, 503]
+--- response_body_like eval
+["", "metering_unavailable", "metering_unavailable", "ok", qq("plan":80,),
+ "metering_unavailable"]
+--- error_log
+the memcached item "test:t140-6-junk" is not a balance ("PLAN PACK")
+the memcached item "test:t140-6-huge" is not a balance ("PLAN PACK")
+
+
+
+=== TEST 7: an overlong item among other accounts' charges: they are read right
+The overlong value's reply arrives amid the replies to the other
+accounts' commands; each of those is still matched to its own request.
+--- init
+CreditTest::memcached("set test:t140-7-huge 0 0 100000\r\n" . ('9' x 100000) . "\r\n");
+CreditTest::grant("t140-7-$_", 100) for 1 .. 20;
+my @reqs;
+for my $i (1 .. 20) {
+    push @reqs, ['POST', '/v1/background-removal', { 'X-API-Key' => 't140-7-huge' }],
+                ['POST', '/v1/background-removal', { 'X-API-Key' => "t140-7-$i" }];
+}
+my @res = CreditTest::concurrent(@reqs);
+Test::More::is(scalar(grep { $res[2 * $_]->[0] == 503 } 0 .. 19), 20,
+               "the 20 requests of the overlong item: 503");
+Test::More::is(scalar(grep { $res[2 * $_ + 1]->[0] == 200 } 0 .. 19), 20,
+               "the 20 requests of the other accounts: 200");
+Test::More::is(scalar(grep { CreditTest::balance("t140-7-$_") =~ /"plan":80,/ } 1 .. 20),
+               20, "each of the other accounts charged once");
+--- request
+GET /credit-admin/t140-7-huge
+--- error_code: 503
+--- response_body_like: metering_unavailable
+
+
+
+=== TEST 8: such an item is refused by the admin API too; set right, it works
+--- init
+CreditTest::memcached("set test:t140-8 0 0 3\r\nabc\r\n");
+my ($st) = CreditTest::request('POST', '/v1/background-removal',
+                               { 'X-API-Key' => 't140-8' });
+Test::More::is($st, 503, "a charge on the item: 503");
+($st) = CreditTest::request('PUT', '/credit-admin/t140-8/plan', {}, '100');
+Test::More::is($st, 503, "a new plan: 503, the pack cannot be read");
+($st) = CreditTest::request('POST', '/credit-admin/t140-8/pack', {}, '100');
+Test::More::is($st, 503, "a top-up: 503");
+Test::More::like(CreditTest::memcached("get test:t140-8\r\n"), qr/\r\nabc\r\n/,
+                 "the item is untouched");
+CreditTest::memcached("set test:t140-8 0 0 6\r\n100 50\r\n");
+--- more_headers
+X-API-Key: t140-8
+--- request
+POST /v1/background-removal
+--- error_code: 200
+--- response_headers
+X-Credits-Cost: 20
+X-Credits-Remaining: 130
