@@ -35,6 +35,9 @@
  */
 #define NGX_HTTP_CREDIT_MC_VALUE    256
 
+/* memcached stores no larger item (its -I goes up to 1 GB) */
+#define NGX_HTTP_CREDIT_MC_ITEM_MAX (1024 * 1024 * 1024)
+
 /* how long a silent connection is kept for the late replies it owes */
 #define NGX_HTTP_CREDIT_MC_ABANDON  60000
 
@@ -803,7 +806,7 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
             }
 
             bytes = ngx_atoi(p + 3, sp - p - 3);
-            if (bytes == NGX_ERROR) {
+            if (bytes == NGX_ERROR || bytes > NGX_HTTP_CREDIT_MC_ITEM_MAX) {
                 return NGX_ERROR;
             }
 

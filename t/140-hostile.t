@@ -16,6 +16,29 @@ add_block_preprocessor(sub {
     CreditTest::defaults($block);
 });
 
+# a memcached stand-in: answers "stats" (the connection's first command)
+# as memcached does, and every other command with $reply
+sub lying_memcached {
+    my ($port, $reply) = @_;
+    CreditTest::serve($port, sub {
+        my ($c) = @_;
+        my $buf = '';
+        while (sysread($c, my $b, 65536)) {
+            $buf .= $b;
+            while ($buf =~ s/^([^\n]*)\n//) {
+                my $line = $1;
+                if ($line =~ /^stats/) {
+                    syswrite($c, "STAT pid 1\r\nSTAT uptime 5\r\n"
+                                 . "STAT time 1700000000\r\nEND\r\n");
+                } elsif ($line =~ /^(?:mg|ms) /) {
+                    $buf =~ s/^[^\n]*\n// if $line =~ /^ms /;
+                    syswrite($c, $reply);
+                }
+            }
+        }
+    });
+}
+
 no_shuffle();
 run_tests();
 
@@ -180,3 +203,53 @@ POST /v1/background-removal
 --- response_headers
 X-Credits-Cost: 20
 X-Credits-Remaining: 130
+
+
+
+=== TEST 9: a memcached that answers a read with an error: that request only
+--- http_config
+    credit_memcached 127.0.0.1:19855 timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+--- init
+main::lying_memcached(19855, "SERVER_ERROR out of memory\r\n");
+--- more_headers
+X-API-Key: t140-9
+--- request eval
+["POST /v1/background-removal", "POST /v1/background-removal"]
+--- error_code eval
+[503, 503]
+--- response_body_like eval
+["metering_unavailable", "metering_unavailable"]
+--- error_log
+credit: memcached 127.0.0.1:19855 answered "SERVER_ERROR out of memory" to a command on "credit:t140-9"
+--- no_error_log
+invalid memcached reply
+
+
+
+=== TEST 10: a memcached that announces a value over 1 GB: the connection is dropped
+--- http_config
+    credit_memcached 127.0.0.1:19856 timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+--- init
+main::lying_memcached(19856, "VA 9223372036854775807 c1\r\n");
+--- more_headers
+X-API-Key: t140-10
+--- request
+POST /v1/background-removal
+--- error_code: 503
+--- response_body_like: metering_unavailable
+--- error_log
+credit: invalid memcached reply (127.0.0.1:19856)
