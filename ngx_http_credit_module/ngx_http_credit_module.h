@@ -287,6 +287,7 @@ struct ngx_http_credit_op_s {
     unsigned                     in_doubt:1;  /* its write's outcome is
                                                  settled elsewhere, or
                                                  unknown */
+    unsigned                     malformed:1; /* the item is no balance */
     char                         err[128];
 };
 

@@ -910,6 +910,7 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
 
             ngx_cpystrn((u_char *) op->err,
                         (u_char *) "malformed balance item", sizeof(op->err));
+            op->malformed = 1;
             ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
             return;
         }
@@ -1032,7 +1033,12 @@ ngx_http_credit_balance(ngx_str_t *value, int64_t *plan, int64_t *pack)
     *plan = ngx_atoof(value->data, sp - value->data);
     *pack = ngx_atoof(sp + 1, last - sp - 1);
 
-    if (*plan == NGX_ERROR || *pack == NGX_ERROR) {
+    /* the module never writes more to a bucket: sums cannot overflow */
+
+    if (*plan == NGX_ERROR || *pack == NGX_ERROR
+        || *plan > NGX_HTTP_CREDIT_MAX_COST
+        || *pack > NGX_HTTP_CREDIT_MAX_COST)
+    {
         return NGX_ERROR;
     }
 

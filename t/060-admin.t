@@ -148,3 +148,20 @@ X-API-Key: t060-10
  "GET /credit-admin/t060-10"]
 --- response_body_like eval
 ["", "ok", qq("plan":80,"pack":1000,), "ok", qq("plan":30,"pack":1000,"total":1030)]
+
+
+
+=== TEST 11: amounts are capped at 10^15 a bucket
+--- request eval
+["PUT /credit-admin/t060-11/plan\n1000000000000001",
+ "PUT /credit-admin/t060-11/plan\n1000000000000000",
+ "POST /credit-admin/t060-11/pack\n999999999999999",
+ "POST /credit-admin/t060-11/pack\n2",
+ "GET /credit-admin/t060-11"]
+--- error_code eval
+[400, 200, 200, 400, 200]
+--- response_body_like eval
+[qq("error":"invalid_amount"), qq("plan":1000000000000000,"pack":0,),
+ qq("pack":999999999999999,),
+ qq("error":"invalid_amount","detail":"the balance would be too large"),
+ qq("plan":1000000000000000,"pack":999999999999999,"total":1999999999999999})]

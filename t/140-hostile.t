@@ -150,7 +150,7 @@ CreditTest::memcached("set test:t140-6-huge 0 0 100000\r\n" . ('9' x 100000) . "
 [200, 503, 503, 200, 200, 503]
 --- response_body_like eval
 ["", "metering_unavailable", "metering_unavailable", "ok", qq("plan":80,),
- "metering_unavailable"]
+ qq("error":"metering_unavailable","detail":"the account's memcached item is not a balance")]
 --- error_log
 the memcached item "test:t140-6-junk" is not a balance ("PLAN PACK")
 the memcached item "test:t140-6-huge" is not a balance ("PLAN PACK")
@@ -253,3 +253,20 @@ POST /v1/background-removal
 --- response_body_like: metering_unavailable
 --- error_log
 credit: invalid memcached reply (127.0.0.1:19856)
+
+
+
+=== TEST 11: a bucket over 10^15, the most the module writes, is no balance
+--- init
+CreditTest::memcached("set test:t140-11-big 0 0 21\r\n9223372036854775807 1\r\n");
+CreditTest::memcached("set test:t140-11-max 0 0 18\r\n1000000000000000 0\r\n");
+--- more_headers eval
+["X-API-Key: t140-11-big", "X-API-Key: t140-11-max"]
+--- request eval
+["POST /v1/background-removal", "POST /v1/background-removal"]
+--- error_code eval
+[503, 200]
+--- response_headers eval
+["", "X-Credits-Remaining: 999999999999980"]
+--- error_log
+the memcached item "test:t140-11-big" is not a balance
