@@ -772,12 +772,19 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 
         if (op->expect == NGX_HTTP_CREDIT_EXPECT_STATS) {
 
-            /* "STAT name value" lines, then "END" */
+            /* "STAT name value" lines, then "END" on a line of its own */
 
-            data = ngx_strlcasestrn(p, s->in_last, (u_char *) "END\r\n",
-                                    5 - 1);
-            if (data == NULL) {
-                return NGX_OK;
+            if (s->in_last - p >= 5 && ngx_strncmp(p, "END\r\n", 5) == 0) {
+                data = p;
+
+            } else {
+                data = ngx_strlcasestrn(p, s->in_last,
+                                        (u_char *) "\r\nEND\r\n", 7 - 1);
+                if (data == NULL) {
+                    return NGX_OK;
+                }
+
+                data += 2;
             }
 
             if (ngx_http_credit_stats(s, p, data) != NGX_OK) {

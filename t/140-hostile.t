@@ -17,9 +17,10 @@ add_block_preprocessor(sub {
 });
 
 # a memcached stand-in: answers "stats" (the connection's first command)
-# as memcached does, and every other command with $reply
+# as memcached does, or with $stats, and every other command with $reply
 sub lying_memcached {
-    my ($port, $reply) = @_;
+    my ($port, $reply, $stats) = @_;
+    $stats //= "STAT pid 1\r\nSTAT uptime 5\r\nSTAT time 1700000000\r\n";
     CreditTest::serve($port, sub {
         my ($c) = @_;
         my $buf = '';
@@ -28,8 +29,7 @@ sub lying_memcached {
             while ($buf =~ s/^([^\n]*)\n//) {
                 my $line = $1;
                 if ($line =~ /^stats/) {
-                    syswrite($c, "STAT pid 1\r\nSTAT uptime 5\r\n"
-                                 . "STAT time 1700000000\r\nEND\r\n");
+                    syswrite($c, "${stats}END\r\n");
                 } elsif ($line =~ /^(?:mg|ms) /) {
                     $buf =~ s/^[^\n]*\n// if $line =~ /^ms /;
                     syswrite($c, $reply);
@@ -270,3 +270,49 @@ CreditTest::memcached("set test:t140-11-max 0 0 18\r\n1000000000000000 0\r\n");
 ["", "X-Credits-Remaining: 999999999999980"]
 --- error_log
 the memcached item "test:t140-11-big" is not a balance
+
+
+
+=== TEST 12: "stats" ends at a line "END", not at a value that ends so
+--- http_config
+    credit_memcached 127.0.0.1:19857 timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+--- init
+main::lying_memcached(19857, "EN\r\n",
+                      "STAT libevent 2.1.12-BACKEND\r\nSTAT pid 7\r\n"
+                      . "STAT uptime 5\r\nSTAT time 1700000000\r\n");
+--- more_headers
+X-API-Key: t140-12
+--- request
+POST /v1/background-removal
+--- error_code: 402
+--- response_body_like: "error":"insufficient_credits"
+--- no_error_log
+memcached 127.0.0.1:19857 answered
+
+
+
+=== TEST 13: a "stats" with no lines at all is an instance too
+--- http_config
+    credit_memcached 127.0.0.1:19858 timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+--- init
+main::lying_memcached(19858, "EN\r\n", "");
+--- more_headers
+X-API-Key: t140-13
+--- request
+POST /v1/background-removal
+--- error_code: 402
+--- response_body_like: "error":"insufficient_credits"
