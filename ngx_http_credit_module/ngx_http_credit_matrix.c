@@ -638,11 +638,16 @@ ngx_http_credit_match(ngx_http_credit_yaml_t *y, yaml_node_t *node,
                                      "\"/\"", &s);
     }
 
+    /* NUL-terminated: PCRE and ngx_regex_compile()'s errors expect it */
+
     rt->path.len = s.len;
-    rt->path.data = ngx_pstrdup(y->cf->pool, &s);
+    rt->path.data = ngx_pnalloc(y->cf->pool, s.len + 1);
     if (rt->path.data == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_memcpy(rt->path.data, s.data, s.len);
+    rt->path.data[s.len] = '\0';
 
     if (rt->match != NGX_HTTP_CREDIT_MATCH_REGEX) {
         return NGX_OK;

@@ -633,3 +633,17 @@ routes:
 --- must_die
 --- error_log
 "tiers" need one "by" parameter, not a list (route "a")
+
+=== TEST 45: a regex error in the middle of the pattern quotes the pattern's rest, and no more
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { regex: '^/a)bc' }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log eval
+qr{credits\.yaml:4: invalid regex "\^/a\)bc": pcre2?_compile\(\) failed: [^"]+ in "\^/a\)bc" at "\)bc" \(route "a"\) in }
