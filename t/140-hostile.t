@@ -160,21 +160,23 @@ the memcached item "test:t140-6-huge" is not a balance ("PLAN PACK")
 === TEST 7: an overlong item among other accounts' charges: they are read right
 The overlong value's reply arrives amid the replies to the other
 accounts' commands; each of those is still matched to its own request.
+(10 of each: with 64 worker_connections, more proxied requests at once
+would have nginx close connections to make room.)
 --- init
 CreditTest::memcached("set test:t140-7-huge 0 0 100000\r\n" . ('9' x 100000) . "\r\n");
-CreditTest::grant("t140-7-$_", 100) for 1 .. 20;
+CreditTest::grant("t140-7-$_", 100) for 1 .. 10;
 my @reqs;
-for my $i (1 .. 20) {
+for my $i (1 .. 10) {
     push @reqs, ['POST', '/v1/background-removal', { 'X-API-Key' => 't140-7-huge' }],
                 ['POST', '/v1/background-removal', { 'X-API-Key' => "t140-7-$i" }];
 }
 my @res = CreditTest::concurrent(@reqs);
-Test::More::is(scalar(grep { $res[2 * $_]->[0] == 503 } 0 .. 19), 20,
-               "the 20 requests of the overlong item: 503");
-Test::More::is(scalar(grep { $res[2 * $_ + 1]->[0] == 200 } 0 .. 19), 20,
-               "the 20 requests of the other accounts: 200");
-Test::More::is(scalar(grep { CreditTest::balance("t140-7-$_") =~ /"plan":80,/ } 1 .. 20),
-               20, "each of the other accounts charged once");
+Test::More::is(scalar(grep { $res[2 * $_]->[0] == 503 } 0 .. 9), 10,
+               "the 10 requests of the overlong item: 503");
+Test::More::is(scalar(grep { $res[2 * $_ + 1]->[0] == 200 } 0 .. 9), 10,
+               "the 10 requests of the other accounts: 200");
+Test::More::is(scalar(grep { CreditTest::balance("t140-7-$_") =~ /"plan":80,/ } 1 .. 10),
+               10, "each of the other accounts charged once");
 --- request
 GET /credit-admin/t140-7-huge
 --- error_code: 503
@@ -210,12 +212,6 @@ X-Credits-Remaining: 130
 --- http_config
     credit_memcached 127.0.0.1:19855 timeout=1s;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-    }
 --- init
 main::lying_memcached(19855, "SERVER_ERROR out of memory\r\n");
 --- more_headers
@@ -237,12 +233,6 @@ invalid memcached reply
 --- http_config
     credit_memcached 127.0.0.1:19856 timeout=1s;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-    }
 --- init
 main::lying_memcached(19856, "VA 9223372036854775807 c1\r\n");
 --- more_headers
@@ -277,12 +267,6 @@ the memcached item "test:t140-11-big" is not a balance
 --- http_config
     credit_memcached 127.0.0.1:19857 timeout=1s;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-    }
 --- init
 main::lying_memcached(19857, "EN\r\n",
                       "STAT libevent 2.1.12-BACKEND\r\nSTAT pid 7\r\n"
@@ -302,12 +286,6 @@ memcached 127.0.0.1:19857 answered
 --- http_config
     credit_memcached 127.0.0.1:19858 timeout=1s;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-    }
 --- init
 main::lying_memcached(19858, "EN\r\n", "");
 --- more_headers
