@@ -373,16 +373,13 @@ ngx_http_credit_admin_done(ngx_http_credit_op_t *op)
                                              "the balance would be too "
                                              "large");
 
-        } else if (op->malformed) {
-            rc = ngx_http_credit_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             "metering_unavailable",
-                                             "the account's memcached item "
-                                             "is not a balance");
-
         } else {
             rc = ngx_http_credit_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                              "metering_unavailable",
-                                             "memcached is unreachable");
+                                             op->malformed
+                                             ? "the account's memcached item "
+                                               "is not a balance"
+                                             : "memcached is unreachable");
         }
 
         goto done;
