@@ -13,6 +13,8 @@
 #   make bench-lua  make bench plus the straightforward Lua (OpenResty)
 #                   way of metering, for comparison
 #   make bench-split  make bench plus where each row's CPU went, per process
+#   make bench-hard   only the hard case, 10 rounds: two workers, many
+#                   accounts, plain against fixed cost and three parameters
 #   make faults     reload, upstream failures, memcached restart and stall
 #                   under load, with the books reconciled after each run
 #   make fuzz       the libFuzzer targets, FUZZ_SECONDS each
@@ -30,7 +32,7 @@ TEST_FILES     ?= t/*.t
 export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
 
 .PHONY: all build setup demo stop test check-mem static bench bench-no-store \
-	bench-lua bench-split fuzz faults clean
+	bench-lua bench-split bench-hard fuzz faults clean
 
 all: build
 
@@ -99,6 +101,11 @@ bench-lua: build
 
 bench-split: build
 	@BENCH_SPLIT=1 ./scripts/bench
+
+bench-hard: build
+	@BENCH_WORKERS=2 BENCH_TRAFFIC=accounts \
+	    BENCH_VARIANTS="plain fixed priced" BENCH_ROUNDS=10 BENCH_SPLIT=1 \
+	    ./scripts/bench
 
 faults: build
 	@./scripts/faults
