@@ -1,0 +1,154 @@
+# Clients on HTTP/2: the same charge, body parameters, refund and JSON
+# errors on HTTP/2 streams.  The tests' client speaks HTTP/1, so the test
+# server hands /h2/ to a second server of the same nginx over HTTP/2
+# (grpc_pass speaks HTTP/2 to its upstream, one stream per request); that
+# server meters.  X-Proto shows the protocol the metered request came in.
+
+use lib 't/helpers';
+use Test::Nginx::Socket 'no_plan';
+use CreditTest;
+
+our $H2HttpConfig = $CreditTest::DefaultHttpConfig . <<'_EOC_';
+
+    server {
+        listen 127.0.0.1:19911 http2;
+        client_body_buffer_size 16k;
+
+        location /v1/ {
+            credit on;
+            credit_account $http_x_api_key;
+            add_header X-Proto $server_protocol always;
+            add_header X-Ledger "$credit_status $credit_route $credit_cost $credit_plan_charged $credit_pack_charged $credit_remaining" always;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        }
+
+        location /v1/images/ {
+            credit on;
+            credit_account $http_x_api_key;
+            credit_matrix $TEST_NGINX_PROJECT_DIR/conf/matrices/openai.yaml;
+            add_header X-Proto $server_protocol always;
+            proxy_pass http://127.0.0.1:19910;
+        }
+    }
+_EOC_
+
+our $H2Config = <<'_EOC_';
+    location /h2/ {
+        rewrite ^/h2(/.*)$ $1 break;
+        grpc_pass grpc://127.0.0.1:19911;
+    }
+
+    location /credit-admin/ { credit_admin; }
+_EOC_
+
+our %B = (
+    gen => '{"prompt":"a red fox in snow","n":2,"quality":"hd",'
+           . '"size":"1792x1024"}',
+    big => '{"n":3,"image":"' . ('QUJD' x 50_000) . '","size":"1024x1792"}',
+);
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('config', $H2Config) unless defined $block->config;
+    $block->set_value('http_config', $H2HttpConfig)
+        unless defined $block->http_config;
+    $block->set_value('init', "CreditTest::echo_server(19910);\n"
+                              . ($block->init // ''));
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a fixed-cost route is charged on an HTTP/2 stream
+--- more_headers
+X-API-Key: t150-1
+--- request eval
+["PUT /credit-admin/t150-1/plan\n100",
+ "POST /h2/v1/background-removal",
+ "GET /credit-admin/t150-1"]
+--- response_headers eval
+["",
+ "X-Proto: HTTP/2.0\nX-Credits-Cost: 20\nX-Credits-Remaining: 80\nX-Ledger: charged background-removal 20 20 0 80",
+ ""]
+--- response_body eval
+[qq({"account":"t150-1","plan":100,"pack":0,"total":100}\n),
+ "ok POST /v1/background-removal\n",
+ qq({"account":"t150-1","plan":80,"pack":0,"total":80}\n)]
+
+
+
+=== TEST 2: JSON body parameters arrive in DATA frames; the upstream gets the same bytes
+hd + 1792x1024 = 12 a picture, n = 2: 24.  The second body (200 KB) goes
+to a temp file (client_body_buffer_size 16k): 8 a picture, n = 3: 24.
+--- more_headers
+X-API-Key: t150-2
+Content-Type: application/json
+--- request eval
+["PUT /credit-admin/t150-2/plan\n100",
+ "POST /h2/v1/images/generations\n$::B{gen}",
+ "POST /h2/v1/images/generations\n$::B{big}",
+ "GET /credit-admin/t150-2"]
+--- response_headers eval
+["",
+ "X-Proto: HTTP/2.0\nX-Credits-Cost: 24\nX-Credits-Remaining: 76",
+ "X-Proto: HTTP/2.0\nX-Credits-Cost: 24\nX-Credits-Remaining: 52",
+ ""]
+--- response_body eval
+[qq({"account":"t150-2","plan":100,"pack":0,"total":100}\n),
+ CreditTest::md5_line($::B{gen}),
+ CreditTest::md5_line($::B{big}),
+ qq({"account":"t150-2","plan":52,"pack":0,"total":52}\n)]
+--- error_log eval
+qr{a client request body is buffered to a temporary file .*"POST /v1/images/generations HTTP/2\.0"}
+
+
+
+=== TEST 3: an upstream 500 on an HTTP/2 stream is refunded, once
+--- more_headers
+X-API-Key: t150-3
+--- request eval
+["PUT /credit-admin/t150-3/plan\n100",
+ "GET /h2/v1/fail/500",
+ "GET /credit-admin/t150-3"]
+--- error_code eval
+[200, 500, 200]
+--- response_headers eval
+["",
+ "X-Proto: HTTP/2.0\nX-Credits-Cost: 10\nX-Credits-Refunded: 10\nX-Ledger: refunded failing 10 10 0 90",
+ ""]
+--- response_body eval
+[qq({"account":"t150-3","plan":100,"pack":0,"total":100}\n),
+ "boom\n",
+ qq({"account":"t150-3","plan":100,"pack":0,"total":100}\n)]
+--- grep_error_log eval
+qr/credit: refund of \d+ credits/
+--- grep_error_log_out
+credit: refund of 10 credits
+
+
+
+=== TEST 4: 402 and 400 answer in JSON on HTTP/2 streams and charge nothing
+--- more_headers eval
+["X-API-Key: t150-4",
+ "X-API-Key: t150-4",
+ "X-API-Key: t150-4\nContent-Type: application/json",
+ "X-API-Key: t150-4"]
+--- request eval
+["PUT /credit-admin/t150-4/plan\n15",
+ "POST /h2/v1/background-removal",
+ "POST /h2/v1/images/generations\n{\"n\":\"two\"}",
+ "GET /credit-admin/t150-4"]
+--- error_code eval
+[200, 402, 400, 200]
+--- response_headers eval
+["",
+ "X-Proto: HTTP/2.0\nContent-Type: application/json\nX-Credits-Cost: 20\nX-Credits-Remaining: 15",
+ "X-Proto: HTTP/2.0\nContent-Type: application/json\n!X-Credits-Cost",
+ ""]
+--- response_body eval
+[qq({"account":"t150-4","plan":15,"pack":0,"total":15}\n),
+ qq({"error":"insufficient_credits","route":"background-removal","cost":20,"remaining":15,"detail":"the balance is below the cost of this request"}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"must be an integer"}\n),
+ qq({"account":"t150-4","plan":15,"pack":0,"total":15}\n)]
