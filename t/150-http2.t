@@ -56,6 +56,8 @@ add_block_preprocessor(sub {
                               . ($block->init // ''));
 });
 
+# TEST 5 has up to 180 streams in flight, each with its upstream connection
+worker_connections(1024);
 no_shuffle();
 run_tests();
 
@@ -152,3 +154,23 @@ credit: refund of 10 credits
  qq({"error":"insufficient_credits","route":"background-removal","cost":20,"remaining":15,"detail":"the balance is below the cost of this request"}\n),
  qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"must be an integer"}\n),
  qq({"account":"t150-4","plan":15,"pack":0,"total":15}\n)]
+
+
+
+=== TEST 5: 300 requests on multiplexed HTTP/2 streams: exactly what fits is charged
+h2load (nghttp2-client; make test installs it) sends 300 requests of cost
+4 on 6 connections of 30 streams each, straight to the HTTP/2 server:
+501 credits pay for 125 of them and leave 1.
+--- init
+CreditTest::grant('t150-5', 501, 0);
+my $out = `h2load -n 300 -c 6 -m 30 -H 'X-API-Key: t150-5' 'http://127.0.0.1:19911/v1/upscale?width=1500' 2>&1`;
+Test::More::like($out, qr/requests: 300 total, 300 started, 300 done/,
+                 "h2load sent 300 requests")
+    or Test::More::diag($out);
+Test::More::like($out, qr/status codes: 125 2xx, 0 3xx, 175 4xx, 0 5xx/,
+                 "125 charged, 175 refused with 402")
+    or Test::More::diag($out);
+--- request
+GET /credit-admin/t150-5
+--- response_body
+{"account":"t150-5","plan":1,"pack":0,"total":1}
