@@ -8,6 +8,7 @@ use CreditTest;
 
 no_shuffle();
 add_block_preprocessor(\&CreditTest::defaults);
+END { CreditTest::mc_stop(19925) }
 run_tests();
 
 __DATA__
@@ -304,3 +305,35 @@ X-API-Key: t040-10
 ["", "!X-Credits-Refunded", ""]
 --- response_body_like eval
 ["", "boom", qq("plan":90,)]
+
+
+
+=== TEST 11: a client that leaves while its charge waits on memcached gets it back
+memcached is stopped (SIGSTOP) while the charge is sent; the client closes
+its connection; memcached resumes, the charge lands, and the worker, which
+saw the client go, gives it back at once: the balance is whole again.
+--- http_config
+    credit_memcached 127.0.0.1:19925 timeout=5s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+CreditTest::mc_stop(19925);
+CreditTest::mc_start(19925);
+CreditTest::grant('t040-11', 100, 0);
+CreditTest::mc_signal('STOP', 19925);
+my $s = CreditTest::start_request('/v1/background-removal', 't040-11');
+sleep(0.3);
+close $s;
+sleep(0.3);
+CreditTest::mc_signal('CONT', 19925);
+sleep(0.5);
+--- request
+GET /credit-admin/t040-11
+--- response_body
+{"account":"t040-11","plan":100,"pack":0,"total":100}
+--- error_log
+credit: refund of 20 credits (plan 20, pack 0) to "t040-11": client closed the connection

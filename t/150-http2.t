@@ -32,6 +32,10 @@ our $H2HttpConfig = $CreditTest::DefaultHttpConfig . <<'_EOC_';
     }
 _EOC_
 
+# the same with a memcached of its own, which TEST 6 stops
+our $H2StallHttpConfig = $H2HttpConfig
+    =~ s/credit_memcached [^;]*;/credit_memcached 127.0.0.1:19926 timeout=5s;/r;
+
 our $H2Config = <<'_EOC_';
     location /h2/ {
         rewrite ^/h2(/.*)$ $1 break;
@@ -59,6 +63,7 @@ add_block_preprocessor(sub {
 # TEST 5 has up to 180 streams in flight, each with its upstream connection
 worker_connections(1024);
 no_shuffle();
+END { CreditTest::mc_stop(19926) }
 run_tests();
 
 __DATA__
@@ -174,3 +179,29 @@ Test::More::like($out, qr/status codes: 125 2xx, 0 3xx, 175 4xx, 0 5xx/,
 GET /credit-admin/t150-5
 --- response_body
 {"account":"t150-5","plan":1,"pack":0,"total":1}
+
+
+
+=== TEST 6: a client that leaves while its HTTP/2 stream's charge waits on memcached gets it back
+The client closes its connection to the test server, which closes its
+HTTP/2 connection to the metered server while memcached is stopped; when
+memcached resumes the charge lands and is given back at once.
+--- http_config eval
+$::H2StallHttpConfig
+--- init
+CreditTest::mc_stop(19926);
+CreditTest::mc_start(19926);
+CreditTest::grant('t150-6', 100, 0);
+CreditTest::mc_signal('STOP', 19926);
+my $s = CreditTest::start_request('/h2/v1/background-removal', 't150-6');
+sleep(0.3);
+close $s;
+sleep(0.3);
+CreditTest::mc_signal('CONT', 19926);
+sleep(0.5);
+--- request
+GET /credit-admin/t150-6
+--- response_body
+{"account":"t150-6","plan":100,"pack":0,"total":100}
+--- error_log eval
+qr{credit: refund of 20 credits \(plan 20, pack 0\) to "t150-6": client closed the connection, .*"POST /v1/background-removal HTTP/2\.0"}

@@ -168,6 +168,10 @@ sub parse_blocks {
 
                 } elsif ($f eq 'trim') {
                     $value =~ s/^\s+|\s+$//g;
+
+                } else {
+                    die "$name: --- $sec: the filter \"$f\" is not one the"
+                        . " bundled runner knows (chomp, chop, eval, trim)\n";
                 }
             }
 
