@@ -326,11 +326,11 @@ CreditTest::mc_start(19925);
 CreditTest::grant('t040-11', 100, 0);
 CreditTest::mc_signal('STOP', 19925);
 my $s = CreditTest::start_request('/v1/background-removal', 't040-11');
-sleep(0.3);
+Time::HiRes::sleep(0.3);
 close $s;
-sleep(0.3);
+Time::HiRes::sleep(0.3);
 CreditTest::mc_signal('CONT', 19925);
-sleep(0.5);
+Time::HiRes::sleep(0.5);
 --- request
 GET /credit-admin/t040-11
 --- response_body

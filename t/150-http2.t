@@ -194,11 +194,11 @@ CreditTest::mc_start(19926);
 CreditTest::grant('t150-6', 100, 0);
 CreditTest::mc_signal('STOP', 19926);
 my $s = CreditTest::start_request('/h2/v1/background-removal', 't150-6');
-sleep(0.3);
+Time::HiRes::sleep(0.3);
 close $s;
-sleep(0.3);
+Time::HiRes::sleep(0.3);
 CreditTest::mc_signal('CONT', 19926);
-sleep(0.5);
+Time::HiRes::sleep(0.5);
 --- request
 GET /credit-admin/t150-6
 --- response_body
