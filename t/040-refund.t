@@ -321,16 +321,7 @@ saw the client go, gives it back at once: the balance is whole again.
         location / { return 200 "ok\n"; }
     }
 --- init
-CreditTest::mc_stop(19925);
-CreditTest::mc_start(19925);
-CreditTest::grant('t040-11', 100, 0);
-CreditTest::mc_signal('STOP', 19925);
-my $s = CreditTest::start_request('/v1/background-removal', 't040-11');
-Time::HiRes::sleep(0.3);
-close $s;
-Time::HiRes::sleep(0.3);
-CreditTest::mc_signal('CONT', 19925);
-Time::HiRes::sleep(0.5);
+CreditTest::leave_while_charging(19925, '/v1/background-removal', 't040-11');
 --- request
 GET /credit-admin/t040-11
 --- response_body

@@ -189,16 +189,7 @@ memcached resumes the charge lands and is given back at once.
 --- http_config eval
 $::H2StallHttpConfig
 --- init
-CreditTest::mc_stop(19926);
-CreditTest::mc_start(19926);
-CreditTest::grant('t150-6', 100, 0);
-CreditTest::mc_signal('STOP', 19926);
-my $s = CreditTest::start_request('/h2/v1/background-removal', 't150-6');
-Time::HiRes::sleep(0.3);
-close $s;
-Time::HiRes::sleep(0.3);
-CreditTest::mc_signal('CONT', 19926);
-Time::HiRes::sleep(0.5);
+CreditTest::leave_while_charging(19926, '/h2/v1/background-removal', 't150-6');
 --- request
 GET /credit-admin/t150-6
 --- response_body

@@ -337,6 +337,25 @@ sub refund_due_while_stalled {
 }
 
 
+# The client leaves while its charge waits: memcached $mc (restarted here)
+# is stopped, a metered POST of $uri for $account (granted 100 plan
+# credits) is sent and its connection closed 0.3 s later; memcached then
+# resumes and the charge lands.  The blocks check that it was given back.
+sub leave_while_charging {
+    my ($mc, $uri, $account) = @_;
+    mc_stop($mc);
+    mc_start($mc);
+    grant($account, 100, 0);
+    mc_signal('STOP', $mc);
+    my $s = start_request($uri, $account);
+    sleep(0.3);
+    close $s;
+    sleep(0.3);
+    mc_signal('CONT', $mc);
+    sleep(0.5);
+}
+
+
 # a metered POST for $account on a connection of its own, not waited for:
 # finish_request() reads its answer, (status, \%headers, body)
 sub start_request {
