@@ -312,14 +312,9 @@ X-API-Key: t040-10
 memcached is stopped (SIGSTOP) while the charge is sent; the client closes
 its connection; memcached resumes, the charge lands, and the worker, which
 saw the client go, gives it back at once: the balance is whole again.
---- http_config
-    credit_memcached 127.0.0.1:19925 timeout=5s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19925 timeout=5s')
 --- init
 CreditTest::leave_while_charging(19925, '/v1/background-removal', 't040-11');
 --- request

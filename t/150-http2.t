@@ -33,8 +33,8 @@ our $H2HttpConfig = $CreditTest::DefaultHttpConfig . <<'_EOC_';
 _EOC_
 
 # the same with a memcached of its own, which TEST 6 stops
-our $H2StallHttpConfig = $H2HttpConfig
-    =~ s/credit_memcached [^;]*;/credit_memcached 127.0.0.1:19926 timeout=5s;/r;
+our $H2StallHttpConfig = CreditTest::with_memcached($H2HttpConfig,
+                                                  '127.0.0.1:19926 timeout=5s');
 
 our $H2Config = <<'_EOC_';
     location /h2/ {

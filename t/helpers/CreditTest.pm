@@ -78,6 +78,13 @@ sub defaults {
     }
 }
 
+# an http{} setup ($conf, e.g. $DefaultHttpConfig) whose credit_memcached
+# names $servers instead: for blocks with a memcached of their own
+sub with_memcached {
+    my ($conf, $servers) = @_;
+    return $conf =~ s/credit_memcached [^;]*;/credit_memcached $servers;/r;
+}
+
 # one HTTP/1.0 request on a new connection: (status, \%headers, body)
 sub request {
     my ($method, $uri, $headers, $body, $port) = @_;
