@@ -7,6 +7,7 @@
 #   make check-mem  the suite against an AddressSanitizer nginx + module,
 #                   with the module's object reuse off, then on
 #   make static     build the module statically into nginx's source tree
+#                   (and run the suite against it)
 #   make bench      plain proxy vs metered proxy, with wrk
 #   make bench-no-store  the same with a build whose charges skip memcached
 #                   (the module's own cost, apart from the round trip)
@@ -82,8 +83,12 @@ check-mem: setup
 	    ./scripts/check-asan-reports $(BUILD)/$$dir || exit 1; \
 	done
 
+# also compiles a harness program against that tree, as scripts/bench-body
+# and the fuzz targets do, so that a change to the build that breaks them
+# shows here
 static: setup
 	@./scripts/build-static
+	@./scripts/build-harness bench-body $(BUILD) >/dev/null
 	@TEST_NGINX_BINARY=$(BUILD)/nginx-static/objs/nginx TEST_NGINX_LOAD_MODULES= \
 	    ./scripts/run-tests $(TEST_FILES)
 
