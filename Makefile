@@ -4,6 +4,9 @@
 #   make demo       build, start memcached + mock upstream + nginx, show it
 #   make stop       stop what make demo started
 #   make test       build and run the whole suite (t/*.t)
+#   make test-upstream TEST_NGINX_LIB=DIR
+#                   the same under upstream Test::Nginx (DIR: the lib/ of
+#                   a clone of https://github.com/openresty/test-nginx)
 #   make check-mem  the suite against an AddressSanitizer nginx + module,
 #                   with the module's object reuse off, then on
 #   make static     build the module statically into nginx's source tree
@@ -32,8 +35,8 @@ TEST_FILES     ?= t/*.t
 
 export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
 
-.PHONY: all build setup demo stop test check-mem static bench bench-no-store \
-	bench-lua bench-split bench-hard fuzz faults clean
+.PHONY: all build setup demo stop test test-upstream check-mem static bench \
+	bench-no-store bench-lua bench-split bench-hard fuzz faults clean
 
 all: build
 
@@ -67,6 +70,17 @@ stop:
 test: build
 	@TEST_NGINX_BINARY=$(NGINX_BIN) TEST_NGINX_LOAD_MODULES=$(MODULE) \
 	    ./scripts/run-tests $(TEST_FILES)
+
+# the .t files run unchanged under upstream Test::Nginx; its Perl
+# dependencies are Debian packages, Test::Nginx itself is not
+test-upstream: build
+	@[ -n "$(TEST_NGINX_LIB)" ] && [ -f "$(TEST_NGINX_LIB)/Test/Nginx/Socket.pm" ] \
+	    || { echo "make test-upstream: set TEST_NGINX_LIB to the lib/" \
+	              "directory of upstream Test::Nginx" >&2; exit 1; }
+	@./scripts/setup libtest-base-perl libtest-longstring-perl \
+	    liblist-moreutils-perl libtext-diff-perl libhttp-message-perl
+	@PERL5LIB=$(TEST_NGINX_LIB) TEST_NGINX_BINARY=$(NGINX_BIN) \
+	    TEST_NGINX_LOAD_MODULES=$(MODULE) ./scripts/run-tests $(TEST_FILES)
 
 # twice: every object freed (a use after free is seen), then the objects
 # kept for reuse, as the module ships

@@ -3,8 +3,11 @@ package Test::Nginx::Socket;
 # A small runner for Test::Nginx::Socket's data format: the subset this
 # project's suite uses, with upstream's semantics (the nginx.conf layout,
 # $TEST_NGINX_* expansion, "--- init" evaluated after nginx starts, one
-# nginx start per block, master_process off by default).  When upstream
-# Test::Nginx is installed, scripts/run-tests uses it instead of this file.
+# nginx start per block, master_process off by default, the error log
+# checked after every request of a block against what that request added
+# to it, or against all of the block's log after check_accum_error_log()).
+# When upstream Test::Nginx is installed, scripts/run-tests uses it
+# instead of this file.
 
 use strict;
 use warnings;
@@ -42,6 +45,8 @@ our $AccLogFile = "$LogDir/access.log";
 our $PidFile = "$LogDir/nginx.pid";
 our $ConfigPreamble = '';
 our $NoRootLocation = 0;
+our $CheckAccumErrLog = $ENV{TEST_NGINX_CHECK_ACCUM_ERR_LOG};
+our $ErrLogFilePos = 0;
 our @BlockPreprocessors;
 our @CleanupHandlers;
 our @Blocks;
@@ -54,7 +59,7 @@ my @own = qw(run_tests run_test repeat_each no_shuffle master_on master_off
              blocks plan timeout server_port server_addr server_name
              server_root html_dir config_preamble no_root_location
              add_block_preprocessor add_cleanup_handler no_long_string
-             env_to_nginx bail_out);
+             env_to_nginx bail_out check_accum_error_log);
 
 my @more = qw(ok is isnt like unlike is_deeply cmp_ok diag note pass fail
               done_testing skip BAIL_OUT);
@@ -103,6 +108,7 @@ sub server_root { $ServRoot }
 sub html_dir { $HtmlDir }
 sub config_preamble { $ConfigPreamble = shift }
 sub no_root_location { $NoRootLocation = 1 }
+sub check_accum_error_log { $CheckAccumErrLog = 1 }
 sub no_long_string { }
 sub env_to_nginx { }
 sub add_block_preprocessor(&) { unshift @BlockPreprocessors, shift }
@@ -410,6 +416,7 @@ sub run_test {
     return if defined $block->SKIP;
 
     stop_nginx();
+    $ErrLogFilePos = 0;
 
     my $config = expand_env($block->config // '', $name);
 
@@ -444,19 +451,20 @@ sub run_test {
     wait_for_port() or Test::More::diag("$name - nginx is not listening");
 
     if (defined $block->init) {
-        eval "package Test::Nginx::Util; no strict; " . $block->init;
+        # upstream evaluates it in Test::Nginx::Util, under "use strict"
+        eval "package Test::Nginx::Util; use strict; use warnings; "
+             . $block->init;
         bail_out("$name - init failed: $@") if $@;
     }
+
+    # as upstream: the first check reads the log from its start (nginx's
+    # startup and the init's requests included), each later one only what
+    # was added since the one before, unless check_accum_error_log()
+    $ErrLogFilePos = 0;
 
     for my $rep (1 .. $RepeatEach) {
         run_requests($block);
     }
-
-    if (defined $block->wait) {
-        sleep $block->wait;
-    }
-
-    check_error_log($block, 1);
 }
 
 sub pick {
@@ -567,6 +575,10 @@ sub run_requests {
             Test::More::unlike($res->{body}, $re,
                                "$tname - response_body_unlike - ok");
         }
+
+        # upstream checks the error log after every request
+        sleep $block->wait if defined $block->wait;
+        check_error_log($block, 1);
     }
 }
 
@@ -680,7 +692,9 @@ sub parse_response {
 sub error_log_lines {
     sleep 0.05;
     open my $in, '<', $ErrLogFile or return ();
+    seek $in, $ErrLogFilePos, 0 if !$CheckAccumErrLog && $ErrLogFilePos > 0;
     my @lines = <$in>;
+    $ErrLogFilePos = tell $in unless $CheckAccumErrLog;
     close $in;
     return @lines;
 }
@@ -723,9 +737,10 @@ sub check_error_log {
         my $pat = $block->grep_error_log;
         $pat =~ s/\n$// unless ref $pat;
         my $re = ref $pat ? $pat : qr/\Q$pat\E/;
+        # as upstream: the first match of each line, if it has no newline
         my $out = '';
         for my $l ($lines->()) {
-            while ($l =~ /$re/g) {
+            if ($l =~ /$re/ && $& !~ /\n/) {
                 $out .= "$&\n";
             }
         }
