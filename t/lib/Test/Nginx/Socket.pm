@@ -500,8 +500,15 @@ sub run_requests {
                                                   : $req->{raw})
                     : build_request($block, $req->{req}, $i);
 
+        # as upstream's parse_time(): "500ms", "2s" or "2"
         my $timeout = $block->timeout // $Timeout;
-        $timeout =~ s/s$//;
+        $timeout =~ s/\s+$//;
+        if ($timeout =~ s/([^_a-zA-Z])ms$/$1/) {
+            $timeout /= 1000;
+
+        } else {
+            $timeout =~ s/([^_a-zA-Z])s$/$1/;
+        }
 
         my $res = send_request($bytes, $timeout);
 
