@@ -435,7 +435,7 @@ sub run_test {
             Test::More::isnt($status, 0, "$name - die as expected");
         }
 
-        check_error_log($block, 0);
+        check_error_log($block);
         stop_nginx() if $status == 0;
         return;
     }
@@ -514,6 +514,8 @@ sub run_requests {
 
         if (!defined $res) {
             Test::More::fail("$tname - request timed out or failed");
+            sleep $block->wait if defined $block->wait;
+            check_error_log($block);
             next;
         }
 
@@ -585,7 +587,7 @@ sub run_requests {
 
         # upstream checks the error log after every request
         sleep $block->wait if defined $block->wait;
-        check_error_log($block, 1);
+        check_error_log($block);
     }
 }
 
@@ -715,7 +717,7 @@ sub as_list {
 }
 
 sub check_error_log {
-    my ($block, $running) = @_;
+    my ($block) = @_;
     my $name = $block->name;
 
     my @lines;
