@@ -169,3 +169,19 @@ X-API-Key: t060-10
  qq("pack":999999999999999,),
  qq("error":"invalid_amount","detail":"the balance would be too large"),
  qq("plan":1000000000000000,"pack":999999999999999,"total":1999999999999999})]
+
+
+
+=== TEST 12: every admin write is logged with the balance it leaves
+TEST 2 checks the first write's line (a block's log is checked after each
+of its requests); this is the last one's, after a plan and two packs.
+--- init
+CreditTest::grant('t060-12', 2100, 300);
+CreditTest::request('POST', '/credit-admin/t060-12/pack', {}, 50);
+--- request
+PUT /credit-admin/t060-12/plan
+500
+--- response_body
+{"account":"t060-12","plan":500,"pack":350,"total":850}
+--- error_log
+credit: balance of "t060-12" is now plan 500, pack 350
