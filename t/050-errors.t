@@ -7,10 +7,7 @@ use Test::Nginx::Socket 'no_plan';
 use CreditTest;
 
 no_shuffle();
-# a line logged by a block's request stays visible to the error log
-# checks made after the block's later requests (upstream checks the log
-# after every request)
-check_accum_error_log();
+check_accum_error_log();    # each log check reads all of the block's log
 add_block_preprocessor(\&CreditTest::defaults);
 run_tests();
 

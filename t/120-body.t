@@ -59,10 +59,7 @@ add_block_preprocessor(sub {
 });
 
 no_shuffle();
-# a line logged by a block's request stays visible to the error log
-# checks made after the block's later requests (upstream checks the log
-# after every request)
-check_accum_error_log();
+check_accum_error_log();    # each log check reads all of the block's log
 run_tests();
 
 __DATA__

@@ -63,10 +63,7 @@ add_block_preprocessor(sub {
 # TEST 5 has up to 180 streams in flight, each with its upstream connection
 worker_connections(1024);
 no_shuffle();
-# a line logged by a block's request stays visible to the error log
-# checks made after the block's later requests (upstream checks the log
-# after every request)
-check_accum_error_log();
+check_accum_error_log();    # each log check reads all of the block's log
 END { CreditTest::mc_stop(19926) }
 run_tests();
 
