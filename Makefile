@@ -74,7 +74,7 @@ test: build
 # the .t files run unchanged under upstream Test::Nginx; its Perl
 # dependencies are Debian packages, Test::Nginx itself is not
 test-upstream: build
-	@[ -n "$(TEST_NGINX_LIB)" ] && [ -f "$(TEST_NGINX_LIB)/Test/Nginx/Socket.pm" ] \
+	@[ -f "$(TEST_NGINX_LIB)/Test/Nginx/Socket.pm" ] \
 	    || { echo "make test-upstream: set TEST_NGINX_LIB to the lib/" \
 	              "directory of upstream Test::Nginx" >&2; exit 1; }
 	@./scripts/setup libtest-base-perl libtest-longstring-perl \
