@@ -514,8 +514,6 @@ sub run_requests {
 
         if (!defined $res) {
             Test::More::fail("$tname - request timed out or failed");
-            sleep $block->wait if defined $block->wait;
-            check_error_log($block);
             next;
         }
 
@@ -585,7 +583,8 @@ sub run_requests {
                                "$tname - response_body_unlike - ok");
         }
 
-        # upstream checks the error log after every request
+    } continue {
+        # upstream checks the error log after every request, failed or not
         sleep $block->wait if defined $block->wait;
         check_error_log($block);
     }
