@@ -416,6 +416,10 @@ sub run_test {
     return if defined $block->SKIP;
 
     stop_nginx();
+
+    # as upstream: the first check reads the log from its start (nginx's
+    # startup and the init's requests included), each later one only what
+    # was added since the one before, unless check_accum_error_log()
     $ErrLogFilePos = 0;
 
     my $config = expand_env($block->config // '', $name);
@@ -456,11 +460,6 @@ sub run_test {
              . $block->init;
         bail_out("$name - init failed: $@") if $@;
     }
-
-    # as upstream: the first check reads the log from its start (nginx's
-    # startup and the init's requests included), each later one only what
-    # was added since the one before, unless check_accum_error_log()
-    $ErrLogFilePos = 0;
 
     for my $rep (1 .. $RepeatEach) {
         run_requests($block);
