@@ -133,4 +133,4 @@ fuzz:
 	@./scripts/fuzz
 
 clean:
-	rm -rf $(BUILD) t/servroot
+	rm -rf $(BUILD) t/servroot t/servroot-*
