@@ -45,15 +45,14 @@ setup:
 
 build: setup $(MODULE)
 
-# Debian's nginx source and configure flags, plus this module; configured
-# again whenever the addon file changes
-$(BUILD)/nginx-dyn/objs/Makefile: config
+# Debian's nginx source, configure flags and compiler options, plus this
+# module (scripts/configure-dyn); configured again whenever the addon file
+# or that script changes
+$(BUILD)/nginx-dyn/objs/Makefile: config scripts/configure-dyn
 	@mkdir -p $(BUILD)
 	@rm -rf $(BUILD)/nginx-dyn && cp -r $(NGINX_SRC) $(BUILD)/nginx-dyn
-	@cd $(BUILD)/nginx-dyn && . ./conf_flags && \
-	    ./configure "$${NGX_CONF_FLAGS[@]}" \
-	        --add-dynamic-module=$(TOP) > $(BUILD)/configure-dyn.log 2>&1 \
-	    || { tail -20 $(BUILD)/configure-dyn.log; exit 1; }
+	@cd $(BUILD)/nginx-dyn && NGINX_BIN=$(NGINX_BIN) \
+	    $(TOP)/scripts/configure-dyn $(TOP) $(BUILD)/configure-dyn.log
 
 $(MODULE): $(SOURCES) $(BUILD)/nginx-dyn/objs/Makefile
 	$(MAKE) -s -C $(BUILD)/nginx-dyn -f objs/Makefile modules \
