@@ -95,7 +95,13 @@ credit_harness_route(const u_char *yaml, size_t len, ngx_pool_t **pool_out)
     cf.cycle = &credit_cycle;
     cf.log = &credit_log;
 
-    /* "from: var" registers variables in the http core main conf */
+    /*
+     * "from: var" registers variables in the http core main conf: the
+     * only module of this context, at index 0 (no nginx here has set its
+     * index, which is still NGX_MODULE_UNSET_INDEX)
+     */
+
+    ngx_http_core_module.ctx_index = 0;
 
     ctx = ngx_pcalloc(pool, sizeof(ngx_http_conf_ctx_t));
     ctx->main_conf = ngx_pcalloc(pool, sizeof(void *));
