@@ -8,7 +8,8 @@
 #                   the same under upstream Test::Nginx (DIR: the lib/ of
 #                   a clone of https://github.com/openresty/test-nginx)
 #   make check-mem  the suite against an AddressSanitizer nginx + module,
-#                   with the module's object reuse off, then on
+#                   with the module's object reuse off, then on; then
+#                   against an UndefinedBehaviorSanitizer one
 #   make static     build the module statically into nginx's source tree
 #                   (and run the suite against it)
 #   make bench      plain proxy vs metered proxy, with wrk
@@ -81,17 +82,23 @@ test-upstream: build
 	@PERL5LIB=$(TEST_NGINX_LIB) TEST_NGINX_BINARY=$(NGINX_BIN) \
 	    TEST_NGINX_LOAD_MODULES=$(MODULE) ./scripts/run-tests $(TEST_FILES)
 
-# twice: every object freed (a use after free is seen), then the objects
-# kept for reuse, as the module ships
+# three times: under AddressSanitizer with every object freed (a use after
+# free is seen), then with the objects kept for reuse, as the module ships;
+# then under UndefinedBehaviorSanitizer
 check-mem: setup
-	@for keep in "" keep; do \
-	    dir=asan$${keep:+-keep}; \
-	    echo "check-mem: the module's objects: $${keep:-free}"; \
+	@for keep in "" keep ubsan; do \
+	    dir=asan$${keep:+-$$keep}; \
+	    case "$$keep" in \
+	    ubsan) echo "check-mem: UndefinedBehaviorSanitizer";; \
+	    *) echo "check-mem: AddressSanitizer, the module's objects:" \
+	           "$${keep:-free}";; \
+	    esac; \
 	    ./scripts/build-asan $$keep || exit 1; \
 	    rm -rf $(BUILD)/$$dir && mkdir -p $(BUILD)/$$dir; \
 	    TEST_NGINX_BINARY=$(BUILD)/nginx-$$dir/objs/nginx \
 	    TEST_NGINX_LOAD_MODULES= \
 	    ASAN_OPTIONS=detect_leaks=1:log_path=$(BUILD)/$$dir/report \
+	    UBSAN_OPTIONS=print_stacktrace=1:log_path=$(BUILD)/$$dir/report \
 	        ./scripts/run-tests $(TEST_FILES) || exit 1; \
 	    ./scripts/check-asan-reports $(BUILD)/$$dir || exit 1; \
 	done

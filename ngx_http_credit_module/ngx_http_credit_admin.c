@@ -218,7 +218,7 @@ static void
 ngx_http_credit_admin_body(ngx_http_request_t *r)
 {
     u_char                       *p, *last;
-    size_t                        len;
+    size_t                        len, size;
     int64_t                       n;
     ngx_int_t                     rc;
     ngx_chain_t                  *cl;
@@ -234,13 +234,18 @@ ngx_http_credit_admin_body(ngx_http_request_t *r)
     len = 0;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        if (len + ngx_buf_size(cl->buf) > sizeof(buf)) {
+        size = (size_t) ngx_buf_size(cl->buf);
+
+        if (size == 0) {
+            continue;               /* the last, empty one: pos is NULL */
+        }
+
+        if (len + size > sizeof(buf)) {
             goto invalid;
         }
 
-        len += ngx_buf_size(cl->buf);
-        ngx_memcpy(buf + len - ngx_buf_size(cl->buf), cl->buf->pos,
-                   ngx_buf_size(cl->buf));
+        ngx_memcpy(buf + len, cl->buf->pos, size);
+        len += size;
     }
 
     p = buf;
