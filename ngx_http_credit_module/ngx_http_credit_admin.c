@@ -237,7 +237,7 @@ ngx_http_credit_admin_body(ngx_http_request_t *r)
         size = (size_t) ngx_buf_size(cl->buf);
 
         if (size == 0) {
-            continue;               /* the last, empty one: pos is NULL */
+            continue;               /* an empty one may have no pos */
         }
 
         if (len + size > sizeof(buf)) {
