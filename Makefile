@@ -86,14 +86,14 @@ test-upstream: build
 # free is seen), then with the objects kept for reuse, as the module ships;
 # then under UndefinedBehaviorSanitizer
 check-mem: setup
-	@for keep in "" keep ubsan; do \
-	    dir=asan$${keep:+-$$keep}; \
-	    case "$$keep" in \
+	@for kind in "" keep ubsan; do \
+	    dir=asan$${kind:+-$$kind}; \
+	    case "$$kind" in \
 	    ubsan) echo "check-mem: UndefinedBehaviorSanitizer";; \
 	    *) echo "check-mem: AddressSanitizer, the module's objects:" \
-	           "$${keep:-free}";; \
+	           "$${kind:-free}";; \
 	    esac; \
-	    ./scripts/build-asan $$keep || exit 1; \
+	    ./scripts/build-asan $$kind || exit 1; \
 	    rm -rf $(BUILD)/$$dir && mkdir -p $(BUILD)/$$dir; \
 	    TEST_NGINX_BINARY=$(BUILD)/nginx-$$dir/objs/nginx \
 	    TEST_NGINX_LOAD_MODULES= \
