@@ -1,0 +1,449 @@
+/*
+ * libFuzzer target: the memcached client's reply parsing and connection
+ * handling (ngx_http_credit_memcached.c), against a server that answers
+ * anything, in any pieces, or stops answering.
+ *
+ * The client's source is compiled into this file, its external functions
+ * renamed, so that its static functions can be driven directly and the
+ * store above it replaced by a model that checks what the client owes it:
+ * every operation queued is answered exactly once, replies from the
+ * server reach operations in the order they were queued, a value handed
+ * over lies inside the read buffer, and nothing is left queued at the
+ * end.  A connection is a fake one whose recv() returns the input's
+ * pieces and whose send() takes everything.
+ *
+ * The input: byte 0, bit 0: the connection's "stats" goes first; bit 1:
+ * the store cannot keep a ghost (a timed out write); bits 2-6: how many
+ * operations are queued (0-31); bit 7: at most 4 may wait on the server
+ * (max_pending), so that some are refused.  Then a byte for each of them: bit 0 set,
+ * a write ("ms"), else a read ("mg"); bit 1 set, a write with a token,
+ * else one that adds a new item.
+ * The rest is what memcached answers, cut into the pieces recv() returns
+ * at each 0xff byte; the byte after a 0xff may be an event: 'T' the reply
+ * timeout fires, 'A' it fires after more than 60 s of silence, 'E' the
+ * connection is closed, 'R' it is reset, 'Q' one more read is queued.
+ */
+
+#define ngx_http_credit_mc_create    fuzz_mc_create
+#define ngx_http_credit_mc_destroy   fuzz_mc_destroy
+#define ngx_http_credit_mc_instance  fuzz_mc_instance
+#define ngx_http_credit_mc_gets      fuzz_mc_gets
+#define ngx_http_credit_mc_store     fuzz_mc_store
+#define ngx_http_credit_op_reply     fuzz_op_reply
+#define ngx_http_credit_op_ghost     fuzz_op_ghost
+#define ngx_http_credit_op_lost      fuzz_op_lost
+
+#include "harness.h"
+#include "../../ngx_http_credit_module/ngx_http_credit_memcached.c"
+
+
+#define FUZZ_OPS  64
+
+
+typedef struct {
+    ngx_http_credit_op_t   op;
+    ngx_uint_t             id;
+    ngx_uint_t             seq;          /* when its command was queued */
+    ngx_uint_t             answers;      /* final answers */
+    ngx_uint_t             fuzz_ghost;   /* it is a ghost, not an op */
+} fuzz_op_t;
+
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static void fuzz_init(void);
+static fuzz_op_t *fuzz_new_op(ngx_uint_t write, ngx_uint_t exists);
+static ssize_t fuzz_recv(ngx_connection_t *c, u_char *buf, size_t size);
+static ssize_t fuzz_send(ngx_connection_t *c, u_char *buf, size_t size);
+
+
+static ngx_http_credit_mc_t      *mc;
+static ngx_http_credit_server_t  *server;
+static ngx_connection_t           conn;
+static ngx_event_t                conn_read, conn_write;
+static fuzz_op_t                 *ops[FUZZ_OPS];
+static ngx_uint_t                 nops;
+static ngx_uint_t                 seq;         /* commands queued */
+static ngx_uint_t                 last_seq;    /* that of the last op a
+                                                  server reply went to */
+static ngx_uint_t                 no_ghosts;
+static const u_char              *piece, *piece_end;
+static ssize_t                    piece_rc;    /* once the piece is read */
+static ngx_uint_t                 in_read;     /* the answers of the read
+                                                  handler are in order */
+static volatile u_char            sink;
+
+
+static void
+fuzz_init(void)
+{
+    ngx_addr_t                   *addr;
+    struct sockaddr_in           *sin;
+    ngx_http_credit_main_conf_t   cmcf;
+
+    credit_harness_init();
+
+    ngx_event_timer_init(ngx_cycle->log);
+    ngx_queue_init(&ngx_posted_events);
+
+    ngx_memzero(&cmcf, sizeof(ngx_http_credit_main_conf_t));
+
+    if (ngx_array_init(&cmcf.servers, ngx_cycle->pool, 1,
+                       sizeof(ngx_addr_t))
+        != NGX_OK)
+    {
+        abort();
+    }
+
+    addr = ngx_array_push(&cmcf.servers);
+    sin = ngx_pcalloc(ngx_cycle->pool, sizeof(struct sockaddr_in));
+    if (addr == NULL || sin == NULL) {
+        abort();
+    }
+
+    sin->sin_family = AF_INET;
+    addr->sockaddr = (struct sockaddr *) sin;
+    addr->socklen = sizeof(struct sockaddr_in);
+    ngx_str_set(&addr->name, "127.0.0.1:1");
+
+    cmcf.timeout = 1000;
+    cmcf.connect_timeout = 1000;
+    cmcf.retry_timeout = 0;
+    cmcf.max_pending = 1000;
+
+    mc = fuzz_mc_create((ngx_cycle_t *) ngx_cycle, &cmcf);
+    if (mc == NULL) {
+        abort();
+    }
+
+    server = &mc->servers[0];
+}
+
+
+static fuzz_op_t *
+fuzz_new_op(ngx_uint_t write, ngx_uint_t exists)
+{
+    ngx_int_t   rc;
+    fuzz_op_t  *f;
+
+    if (nops == FUZZ_OPS) {
+        return NULL;
+    }
+
+    f = calloc(1, sizeof(fuzz_op_t));
+    if (f == NULL) {
+        abort();
+    }
+
+    f->id = nops;
+    ops[nops++] = f;
+
+    f->op.key_len = ngx_sprintf(f->op.key, "k%ui", f->id) - f->op.key;
+    f->op.exists = exists;
+    f->op.cas = 7;
+    f->op.log = ngx_cycle->log;
+
+    f->seq = ++seq;
+
+    rc = write ? fuzz_mc_store(mc, &f->op, (u_char *) "1 2", 3)
+               : fuzz_mc_gets(mc, &f->op);
+
+    if (rc != NGX_OK) {
+        f->answers++;                  /* refused at once: its answer */
+    }
+
+    return f;
+}
+
+
+/* the model of the store: every op is answered once */
+
+void
+fuzz_op_reply(ngx_http_credit_op_t *op, ngx_http_credit_reply_t *reply)
+{
+    size_t      i;
+    fuzz_op_t  *f;
+
+    f = (fuzz_op_t *) op;
+
+    if (f->answers) {
+        fprintf(stderr, "fuzz-replies: op %lu answered twice\n",
+                (unsigned long) f->id);
+        abort();
+    }
+
+    if (reply->type != NGX_HTTP_CREDIT_REPLY_ERROR || in_read) {
+
+        /* from the server: in the order queued (a ghost keeps its op's) */
+
+        if (f->seq < last_seq) {
+            fprintf(stderr, "fuzz-replies: command %lu answered after "
+                    "command %lu\n", (unsigned long) f->seq,
+                    (unsigned long) last_seq);
+            abort();
+        }
+
+        last_seq = f->seq;
+    }
+
+    if (reply->type == NGX_HTTP_CREDIT_REPLY_VALUE && reply->value.len) {
+        if (reply->value.len > NGX_HTTP_CREDIT_MC_VALUE
+            || reply->value.data < server->in
+            || reply->value.data + reply->value.len
+               > server->in + NGX_HTTP_CREDIT_MC_IN)
+        {
+            fprintf(stderr, "fuzz-replies: a value outside the buffer\n");
+            abort();
+        }
+
+        /* read it all: ASan sees a read past what was received */
+
+        for (i = 0; i < reply->value.len; i++) {
+            sink += reply->value.data[i];
+        }
+    }
+
+    if (reply->type == NGX_HTTP_CREDIT_REPLY_CONFLICT && !f->fuzz_ghost
+        && op->retries++ < 2)
+    {
+        /* as the store does: read again; answered when that is */
+
+        f->seq = ++seq;
+
+        if (fuzz_mc_gets(mc, op) == NGX_OK) {
+            return;
+        }
+    }
+
+    f->answers++;
+}
+
+
+ngx_http_credit_op_t *
+fuzz_op_ghost(ngx_http_credit_op_t *op)
+{
+    fuzz_op_t  *f, *g;
+
+    if (no_ghosts || nops == FUZZ_OPS) {
+        return NULL;
+    }
+
+    f = (fuzz_op_t *) op;
+
+    g = calloc(1, sizeof(fuzz_op_t));
+    if (g == NULL) {
+        abort();
+    }
+
+    g->id = f->id;
+    g->seq = f->seq;
+    g->fuzz_ghost = 1;
+    g->op.expect = op->expect;
+    g->op.cmd_len = op->cmd_len;
+    g->op.ghost = 1;
+    g->op.log = op->log;
+    ngx_memcpy(g->op.key, op->key, op->key_len);
+    g->op.key_len = op->key_len;
+
+    ops[nops++] = g;
+
+    return &g->op;
+}
+
+
+void
+fuzz_op_lost(ngx_http_credit_op_t *op, const char *err)
+{
+    op->in_doubt = 1;
+}
+
+
+static ssize_t
+fuzz_recv(ngx_connection_t *c, u_char *buf, size_t size)
+{
+    size_t  n;
+
+    if (piece == piece_end) {
+        return piece_rc;
+    }
+
+    n = ngx_min(size, (size_t) (piece_end - piece));
+    ngx_memcpy(buf, piece, n);
+    piece += n;
+
+    return n;
+}
+
+
+static ssize_t
+fuzz_send(ngx_connection_t *c, u_char *buf, size_t size)
+{
+    return size;
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    u_char              ev;
+    ngx_uint_t          i, n, more;
+    const uint8_t      *p, *end, *next;
+    static ngx_uint_t   init;
+
+    if (!init) {
+        fuzz_init();
+        init = 1;
+    }
+
+    if (size < 1) {
+        return 0;
+    }
+
+    p = data;
+    end = data + size;
+
+    /* a new connection, as ngx_http_credit_connect() leaves it */
+
+    ngx_memzero(&conn, sizeof(ngx_connection_t));
+    ngx_memzero(&conn_read, sizeof(ngx_event_t));
+    ngx_memzero(&conn_write, sizeof(ngx_event_t));
+
+    conn.fd = open("/dev/null", O_RDONLY);
+    if (conn.fd == -1) {
+        abort();
+    }
+
+    conn.read = &conn_read;
+    conn.write = &conn_write;
+    conn.recv = fuzz_recv;
+    conn.send = fuzz_send;
+    conn.log = ngx_cycle->log;
+    conn.data = server;
+    conn_read.data = &conn;
+    conn_read.log = ngx_cycle->log;
+    conn_read.handler = ngx_http_credit_read_handler;
+    conn_write.data = &conn;
+    conn_write.log = ngx_cycle->log;
+    conn_write.handler = ngx_http_credit_write_handler;
+
+    server->c = &conn;
+    server->connecting = 0;
+    server->down_until = 0;
+    server->instance = 0;
+
+    nops = 0;
+    last_seq = seq;
+    no_ghosts = (*p & 2) != 0;
+    n = (*p >> 2) & 31;
+    mc->max_pending = (*p & 0x80) ? 4 : 1000;
+
+    if ((*p & 1) && ngx_http_credit_hello(server) != NGX_OK) {
+        abort();
+    }
+
+    p++;
+
+    for (i = 0; i < n && p < end; i++, p++) {
+        (void) fuzz_new_op(*p & 1, (*p & 2) != 0);
+    }
+
+    /* what the flush event would do */
+
+    if (server->flush.posted) {
+        ngx_delete_posted_event(&server->flush);
+    }
+
+    ngx_http_credit_write_handler(&conn_write);
+
+    /* the replies, piece by piece */
+
+    while (server->c && p < end) {
+        next = memchr(p, 0xff, end - p);
+        if (next == NULL) {
+            next = end;
+        }
+
+        piece = p;
+        piece_end = next;
+        piece_rc = NGX_AGAIN;
+        ev = (next + 1 < end) ? next[1] : 0;
+        more = 0;
+
+        switch (ev) {
+        case 'E':
+            piece_rc = 0;
+            more = 1;
+            break;
+        case 'R':
+            piece_rc = NGX_ERROR;
+            more = 1;
+            break;
+        case 'T':
+        case 'A':
+        case 'Q':
+            more = 1;
+            break;
+        }
+
+        in_read = 1;
+        ngx_http_credit_read_handler(&conn_read);
+        in_read = 0;
+
+        if (server->c && (ev == 'T' || ev == 'A')) {
+
+            /* as ngx_event_expire_timers() does */
+
+            if (conn_read.timer_set) {
+                ngx_del_timer(&conn_read);
+            }
+
+            ngx_current_msec += (ev == 'A') ? NGX_HTTP_CREDIT_MC_ABANDON
+                                            : mc->timeout;
+            conn_read.timedout = 1;
+            ngx_http_credit_read_handler(&conn_read);
+        }
+
+        if (server->c && ev == 'Q') {
+            (void) fuzz_new_op(0, 0);
+
+            if (server->flush.posted) {
+                ngx_delete_posted_event(&server->flush);
+            }
+
+            ngx_http_credit_write_handler(&conn_write);
+        }
+
+        p = (next < end) ? next + 1 + more : end;
+    }
+
+    /* the end: what is still queued fails, as when a worker exits */
+
+    if (server->c || !ngx_queue_empty(&server->sent)) {
+        ngx_http_credit_server_fail(server, "the end of the input", 0);
+    }
+
+    ngx_cycle->free_connections = NULL;
+    ((ngx_cycle_t *) ngx_cycle)->free_connection_n = 0;
+
+    if (server->nsent || !ngx_queue_empty(&server->sent)) {
+        fprintf(stderr, "fuzz-replies: operations left queued\n");
+        abort();
+    }
+
+    if (server->flush.posted) {
+        ngx_delete_posted_event(&server->flush);
+    }
+
+    for (i = 0; i < nops; i++) {
+        if (ops[i]->answers != 1) {
+            fprintf(stderr, "fuzz-replies: %s %lu answered %lu times\n",
+                    ops[i]->fuzz_ghost ? "ghost" : "op",
+                    (unsigned long) ops[i]->id,
+                    (unsigned long) ops[i]->answers);
+            abort();
+        }
+
+        free(ops[i]);
+    }
+
+    return 0;
+}
