@@ -54,6 +54,7 @@ static void fuzz_init(void);
 static fuzz_op_t *fuzz_new_op(ngx_uint_t write, ngx_uint_t exists);
 static ssize_t fuzz_recv(ngx_connection_t *c, u_char *buf, size_t size);
 static ssize_t fuzz_send(ngx_connection_t *c, u_char *buf, size_t size);
+static void fuzz_flush(void);
 
 
 static ngx_http_credit_mc_t      *mc;
@@ -281,6 +282,19 @@ fuzz_send(ngx_connection_t *c, u_char *buf, size_t size)
 }
 
 
+/* the flush event, run now rather than at the end of an event loop pass */
+
+static void
+fuzz_flush(void)
+{
+    if (server->flush.posted) {
+        ngx_delete_posted_event(&server->flush);
+    }
+
+    ngx_http_credit_flush(&server->flush);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -346,13 +360,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void) fuzz_new_op(*p & 1, (*p & 2) != 0);
     }
 
-    /* what the flush event would do */
-
-    if (server->flush.posted) {
-        ngx_delete_posted_event(&server->flush);
-    }
-
-    ngx_http_credit_write_handler(&conn_write);
+    fuzz_flush();
 
     /* the replies, piece by piece */
 
@@ -404,12 +412,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (server->c && ev == 'Q') {
             (void) fuzz_new_op(0, 0);
-
-            if (server->flush.posted) {
-                ngx_delete_posted_event(&server->flush);
-            }
-
-            ngx_http_credit_write_handler(&conn_write);
+            fuzz_flush();
         }
 
         p = (next < end) ? next + 1 + more : end;
