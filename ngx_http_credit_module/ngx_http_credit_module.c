@@ -360,6 +360,8 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_credit_main_conf_t *cmcf = conf;
 
+    u_char       *p, *list;
+    size_t        len;
     ssize_t       size;
     ngx_int_t     n;
     ngx_str_t    *value, v, name;
@@ -463,7 +465,43 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        /* a name with several addresses is one server: the first one */
+        /*
+         * An account's balance lives at one address.  A name with several
+         * (round-robin DNS; "localhost" as ::1 and 127.0.0.1) would leave
+         * the choice to the resolver's order, which may differ from one
+         * start or reload to the next and move balances silently.
+         */
+
+        if (u.naddrs > 1) {
+            len = 0;
+
+            for (j = 0; j < u.naddrs; j++) {
+                len += u.addrs[j].name.len + 2;
+            }
+
+            list = ngx_pnalloc(cf->temp_pool, len);
+            if (list == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            p = list;
+
+            for (j = 0; j < u.naddrs; j++) {
+                if (j) {
+                    *p++ = ',';
+                    *p++ = ' ';
+                }
+
+                p = ngx_cpymem(p, u.addrs[j].name.data, u.addrs[j].name.len);
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "memcached server \"%V\" has %ui addresses "
+                               "(%*s): a balance must live at one address, "
+                               "name one of them", &value[i], u.naddrs,
+                               p - list, list);
+            return NGX_CONF_ERROR;
+        }
 
         addr = ngx_array_push(&cmcf->servers);
         if (addr == NULL) {
