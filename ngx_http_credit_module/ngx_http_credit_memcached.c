@@ -96,6 +96,7 @@ static ngx_int_t ngx_http_credit_send(ngx_http_credit_server_t *s,
     ngx_http_credit_op_t *op, size_t len, u_char **p);
 static void ngx_http_credit_flush(ngx_event_t *ev);
 static ngx_int_t ngx_http_credit_connect(ngx_http_credit_server_t *s);
+static ngx_int_t ngx_http_credit_test_connect(ngx_http_credit_server_t *s);
 static void ngx_http_credit_write_handler(ngx_event_t *wev);
 static void ngx_http_credit_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_credit_parse(ngx_http_credit_server_t *s);
@@ -573,12 +574,52 @@ ngx_http_credit_hello(ngx_http_credit_server_t *s)
 }
 
 
+/*
+ * The outcome of a non-blocking connect(), as the upstream module tests
+ * it.  A refused connect wakes the read side first (epoll reports the
+ * error as readable and writable): without this test its recv() would
+ * log the refusal with no address, as if memcached had closed the
+ * connection.
+ */
+
+static ngx_int_t
+ngx_http_credit_test_connect(ngx_http_credit_server_t *s)
+{
+    int                err;
+    socklen_t          len;
+    ngx_connection_t  *c;
+
+    c = s->c;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        ngx_log_error(NGX_LOG_ERR, c->log, err,
+                      "credit: connect() to memcached %V failed",
+                      &s->addr->name);
+        ngx_http_credit_server_fail(s, "cannot connect to memcached", 1);
+        return NGX_ERROR;
+    }
+
+    s->connecting = 0;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_credit_write_handler(ngx_event_t *wev)
 {
-    int                        err;
     ssize_t                    n;
-    socklen_t                  len;
     ngx_connection_t          *c;
     ngx_http_credit_server_t  *s;
 
@@ -591,27 +632,8 @@ ngx_http_credit_write_handler(ngx_event_t *wev)
             return;
         }
 
-        err = 0;
-        len = sizeof(int);
-
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len)
-            == -1)
-        {
-            err = ngx_socket_errno;
-        }
-
-        if (err) {
-            ngx_log_error(NGX_LOG_ERR, c->log, err,
-                          "credit: connect() to memcached %V failed",
-                          &s->addr->name);
-            ngx_http_credit_server_fail(s, "cannot connect to memcached", 1);
+        if (ngx_http_credit_test_connect(s) != NGX_OK) {
             return;
-        }
-
-        s->connecting = 0;
-
-        if (wev->timer_set) {
-            ngx_del_timer(wev);
         }
     }
 
@@ -667,6 +689,15 @@ ngx_http_credit_read_handler(ngx_event_t *rev)
     if (rev->timedout) {
         rev->timedout = 0;
         ngx_http_credit_server_timeout(s);
+        return;
+    }
+
+    /*
+     * A connect in progress: its outcome first.  On success the write
+     * handler, woken with this one, sends what waits.
+     */
+
+    if (s->connecting && ngx_http_credit_test_connect(s) != NGX_OK) {
         return;
     }
 
@@ -966,8 +997,9 @@ ngx_http_credit_server_timeout(ngx_http_credit_server_t *s)
     if (s->c) {
         if (n) {
             ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
-                          "credit: memcached timed out (%V), %ui operations "
-                          "failed", &s->addr->name, n);
+                          "credit: memcached timed out (%V), %ui "
+                          "operation%s failed", &s->addr->name, n,
+                          n == 1 ? "" : "s");
 
             s->down_until = ngx_time() + s->mc->retry_timeout;
         }
@@ -990,6 +1022,7 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     ngx_uint_t mark_down)
 {
     size_t                 unsent;
+    ngx_uint_t             n;
     ngx_queue_t            failed, *q;
     ngx_http_credit_op_t  *op;
 
@@ -1000,12 +1033,19 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
      */
 
     unsent = s->out_last - s->out_pos;
+    n = 0;
 
     for (q = ngx_queue_last(&s->sent);
          q != ngx_queue_sentinel(&s->sent);
          q = ngx_queue_prev(q))
     {
         op = ngx_queue_data(q, ngx_http_credit_op_t, mc_queue);
+
+        /* the count leaves out the "stats" and the timed out ones */
+
+        if (op->expect != NGX_HTTP_CREDIT_EXPECT_STATS && !op->ghost) {
+            n++;
+        }
 
         if (unsent) {
             unsent -= ngx_min(unsent, op->cmd_len);
@@ -1019,8 +1059,8 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
 
     if (mark_down) {
         ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
-                      "credit: %s (%V), %ui operations failed", reason,
-                      &s->addr->name, s->nsent);
+                      "credit: %s (%V), %ui operation%s failed", reason,
+                      &s->addr->name, n, n == 1 ? "" : "s");
 
         s->down_until = ngx_time() + s->mc->retry_timeout;
     }

@@ -95,6 +95,9 @@ X-API-Key: t050-5
  qq({"error":"metering_unavailable","detail":"memcached is unreachable"}\n)]
 --- error_log
 refused (credit_fail closed)
+credit: connect() to memcached 127.0.0.1:19853 failed (111: Connection refused)
+--- no_error_log
+recv() failed
 
 
 
