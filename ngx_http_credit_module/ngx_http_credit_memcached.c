@@ -770,7 +770,7 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 {
     u_char                    *p, *eol, *data, *sp;
     size_t                     len;
-    ngx_int_t                  bytes;
+    ngx_int_t                  rc, bytes;
     ngx_queue_t               *q;
     ngx_http_credit_op_t      *op;
     ngx_http_credit_reply_t    reply;
@@ -818,7 +818,14 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
                 data += 2;
             }
 
-            if (ngx_http_credit_stats(s, p, data) != NGX_OK) {
+            rc = ngx_http_credit_stats(s, p, data);
+
+            if (rc == NGX_DECLINED) {
+                ngx_http_credit_server_fail(s, "memcached too old", 1);
+                return NGX_OK;
+            }
+
+            if (rc != NGX_OK) {
                 return NGX_ERROR;
             }
 
@@ -1132,13 +1139,17 @@ ngx_http_credit_fail_ops(ngx_queue_t *ops, const char *err)
 static ngx_int_t
 ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
 {
-    u_char    *eol, *v;
-    int64_t    n;
-    uint64_t   pid, uptime, now;
+    u_char      *eol, *v, *q;
+    int64_t      n;
+    uint64_t     pid, uptime, now;
+    ngx_uint_t   i, version[3];
 
     pid = 0;
     uptime = 0;
     now = 0;
+    version[0] = 0;
+    version[1] = 0;
+    version[2] = 0;
 
     for ( /* void */ ; p < end; p = eol + 2) {
         eol = ngx_strlcasestrn(p, end + 2, (u_char *) "\r\n", 2 - 1);
@@ -1165,7 +1176,45 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
 
         } else if (v - p - 5 == 4 && ngx_strncmp(p + 5, "time", 4) == 0) {
             now = n;
+
+        } else if (v - p - 5 == 7 && ngx_strncmp(p + 5, "version", 7) == 0) {
+
+            /* "1.6.18": up to three numbers, whatever follows them */
+
+            q = v + 1;
+
+            for (i = 0; i < 3 && q < eol && *q >= '0' && *q <= '9'; i++) {
+                while (q < eol && *q >= '0' && *q <= '9') {
+                    if (version[i] < 1000) {
+                        version[i] = version[i] * 10 + (*q - '0');
+                    }
+
+                    q++;
+                }
+
+                if (q < eol && *q == '.') {
+                    q++;
+                }
+            }
         }
+    }
+
+    /*
+     * The meta commands took their final form in memcached 1.6.10 ("HD"
+     * for "OK", the length in "ms"): an older one would refuse every
+     * command.  A "stats" without a version (a proxy) is given the
+     * benefit of the doubt.
+     */
+
+    if (version[0] == 1
+        && (version[1] < 6 || (version[1] == 6 && version[2] < 10)))
+    {
+        ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
+                      "credit: memcached %ui.%ui.%ui at %V is too old: the "
+                      "module needs memcached 1.6.10 or newer (its meta "
+                      "commands)", version[0], version[1], version[2],
+                      &s->addr->name);
+        return NGX_DECLINED;
     }
 
     /* the start time does not change while the instance runs */

@@ -300,3 +300,45 @@ X-API-Key: t140-13
 POST /v1/background-removal
 --- error_code: 402
 --- response_body_like: "error":"insufficient_credits"
+
+
+
+=== TEST 14: a memcached older than 1.6.10 is named, with its version
+Its meta commands answer in an older form ("OK" for "HD", no length in
+"ms"): every charge would fail with a protocol error.  The "stats" of
+the connection says so first.
+--- http_config
+    credit_memcached 127.0.0.1:19859 timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- init
+main::lying_memcached(19859, "EN\r\n",
+                      "STAT pid 7\r\nSTAT uptime 5\r\nSTAT time 1700000000\r\n"
+                      . "STAT version 1.6.9\r\n");
+--- more_headers
+X-API-Key: t140-14
+--- request
+POST /v1/background-removal
+--- error_code: 503
+--- response_body_like: "error":"metering_unavailable"
+--- error_log
+credit: memcached 1.6.9 at 127.0.0.1:19859 is too old: the module needs memcached 1.6.10 or newer (its meta commands)
+credit: memcached too old (127.0.0.1:19859), 1 operation failed
+
+
+
+=== TEST 15: memcached 1.6.10 and a version with a suffix are new enough
+--- http_config
+    credit_memcached 127.0.0.1:19860 timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- init
+main::lying_memcached(19860, "EN\r\n",
+                      "STAT pid 7\r\nSTAT uptime 5\r\nSTAT time 1700000000\r\n"
+                      . "STAT version 1.6.10-rc1\r\n");
+--- more_headers
+X-API-Key: t140-15
+--- request
+POST /v1/background-removal
+--- error_code: 402
+--- response_body_like: "error":"insufficient_credits"
+--- no_error_log
+too old
