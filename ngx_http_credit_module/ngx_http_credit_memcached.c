@@ -66,9 +66,10 @@ typedef struct {
     ngx_event_t                  flush;
     time_t                       down_until;
     uint64_t                     instance;    /* 0 until "stats" answers */
-    ngx_http_credit_op_t         hello;       /* that "stats" */
+    ngx_http_credit_op_t         hello;       /* "stats", "stats settings" */
     ngx_msec_t                   silent_since;
     unsigned                     hello_sent:1;
+    unsigned                     hello_parts:2;  /* of its reply, to come */
     unsigned                     connecting:1;
     unsigned                     silent:1;    /* timed out, not answered */
 } ngx_http_credit_server_t;
@@ -103,6 +104,7 @@ static ngx_int_t ngx_http_credit_parse(ngx_http_credit_server_t *s);
 static ngx_int_t ngx_http_credit_hello(ngx_http_credit_server_t *s);
 static ngx_int_t ngx_http_credit_stats(ngx_http_credit_server_t *s,
     u_char *p, u_char *end);
+static ngx_uint_t ngx_http_credit_error_line(u_char *p, size_t len);
 static uint64_t ngx_http_credit_flag(u_char *p, u_char *last, u_char flag);
 static void ngx_http_credit_server_timeout(ngx_http_credit_server_t *s);
 static void ngx_http_credit_fail_ops(ngx_queue_t *ops, const char *err);
@@ -542,15 +544,17 @@ ngx_http_credit_connect(ngx_http_credit_server_t *s)
 
 
 /*
- * The first command of every connection, ahead of those queued while it
- * was made: "stats", whose pid and start time name the instance.
+ * The first commands of every connection, ahead of those queued while it
+ * was made: "stats", whose pid and start time name the instance and
+ * whose version is checked, and "stats settings", which says whether the
+ * server evicts items when it is full.
  */
 
 static ngx_int_t
 ngx_http_credit_hello(ngx_http_credit_server_t *s)
 {
     size_t     used;
-    ngx_str_t  cmd = ngx_string("stats\r\n");
+    ngx_str_t  cmd = ngx_string("stats\r\nstats settings\r\n");
 
     used = s->out_last - s->out_pos;
 
@@ -569,6 +573,7 @@ ngx_http_credit_hello(ngx_http_credit_server_t *s)
     ngx_queue_insert_head(&s->sent, &s->hello.mc_queue);
     s->nsent++;
     s->hello_sent = 1;
+    s->hello_parts = 2;
 
     return NGX_OK;
 }
@@ -803,33 +808,49 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 
         if (op->expect == NGX_HTTP_CREDIT_EXPECT_STATS) {
 
-            /* "STAT name value" lines, then "END" on a line of its own */
+            /*
+             * Two replies of "STAT name value" lines, each ending with
+             * "END" on a line of its own.  A proxy in front of memcached
+             * may answer the second, "stats settings", with an error.
+             */
 
-            if (s->in_last - p >= 5 && ngx_strncmp(p, "END\r\n", 5) == 0) {
-                data = p;
+            if (s->hello_parts == 1 && ngx_http_credit_error_line(p, len)) {
+                s->in_pos = eol + 2;
 
             } else {
-                data = ngx_strlcasestrn(p, s->in_last,
-                                        (u_char *) "\r\nEND\r\n", 7 - 1);
-                if (data == NULL) {
+                if (s->in_last - p >= 5
+                    && ngx_strncmp(p, "END\r\n", 5) == 0)
+                {
+                    data = p;
+
+                } else {
+                    data = ngx_strlcasestrn(p, s->in_last,
+                                            (u_char *) "\r\nEND\r\n",
+                                            7 - 1);
+                    if (data == NULL) {
+                        return NGX_OK;
+                    }
+
+                    data += 2;
+                }
+
+                rc = ngx_http_credit_stats(s, p, data);
+
+                if (rc == NGX_DECLINED) {
+                    ngx_http_credit_server_fail(s, "memcached too old", 1);
                     return NGX_OK;
                 }
 
-                data += 2;
+                if (rc != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+                s->in_pos = data + 5;
             }
 
-            rc = ngx_http_credit_stats(s, p, data);
-
-            if (rc == NGX_DECLINED) {
-                ngx_http_credit_server_fail(s, "memcached too old", 1);
-                return NGX_OK;
+            if (--s->hello_parts) {
+                continue;
             }
-
-            if (rc != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            s->in_pos = data + 5;
 
             ngx_queue_remove(q);
             s->nsent--;
@@ -1079,6 +1100,7 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
 
     s->connecting = 0;
     s->hello_sent = 0;
+    s->hello_parts = 0;
     s->silent = 0;
     s->instance = 0;
     s->out_pos = s->out;
@@ -1142,11 +1164,12 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
     u_char      *eol, *v, *q;
     int64_t      n;
     uint64_t     pid, uptime, now;
-    ngx_uint_t   i, version[3];
+    ngx_uint_t   i, evicts, version[3];
 
     pid = 0;
     uptime = 0;
     now = 0;
+    evicts = 0;
     version[0] = 0;
     version[1] = 0;
     version[2] = 0;
@@ -1177,6 +1200,12 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
         } else if (v - p - 5 == 4 && ngx_strncmp(p + 5, "time", 4) == 0) {
             now = n;
 
+        } else if (v - p - 5 == 9 && ngx_strncmp(p + 5, "evictions", 9) == 0)
+        {
+            /* "stats settings": "on" unless memcached runs with -M */
+
+            evicts = (eol - v - 1 == 2 && ngx_strncmp(v + 1, "on", 2) == 0);
+
         } else if (v - p - 5 == 7 && ngx_strncmp(p + 5, "version", 7) == 0) {
 
             /* "1.6.18": up to three numbers, whatever follows them */
@@ -1197,6 +1226,20 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
                 }
             }
         }
+    }
+
+    if (s->hello_parts == 1) {
+
+        /* the second reply, that of "stats settings" */
+
+        if (evicts) {
+            ngx_log_error(NGX_LOG_WARN, s->mc->log, 0,
+                          "credit: memcached at %V evicts items when it is "
+                          "full (it runs without -M): a balance it evicts "
+                          "is lost", &s->addr->name);
+        }
+
+        return NGX_OK;
     }
 
     /*
@@ -1230,6 +1273,17 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
 
 
 /* the number after a one-letter flag of a meta reply: "c123" */
+
+/* "ERROR", "CLIENT_ERROR ...", "SERVER_ERROR ...": a command refused */
+
+static ngx_uint_t
+ngx_http_credit_error_line(u_char *p, size_t len)
+{
+    return (len == 5 && ngx_strncmp(p, "ERROR", 5) == 0)
+           || (len >= 12 && (ngx_strncmp(p, "CLIENT_ERROR", 12) == 0
+                             || ngx_strncmp(p, "SERVER_ERROR", 12) == 0));
+}
+
 
 static uint64_t
 ngx_http_credit_flag(u_char *p, u_char *last, u_char flag)

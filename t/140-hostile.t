@@ -16,10 +16,12 @@ add_block_preprocessor(sub {
     CreditTest::defaults($block);
 });
 
-# a memcached stand-in: answers "stats" (the connection's first command)
-# as memcached does, or with $stats, and every other command with $reply
+# a memcached stand-in: answers "stats" and "stats settings" (the
+# connection's first commands) as memcached does, or with $stats (both),
+# or $settings (the whole answer to "stats settings"), and every other
+# command with $reply
 sub lying_memcached {
-    my ($port, $reply, $stats) = @_;
+    my ($port, $reply, $stats, $settings) = @_;
     $stats //= "STAT pid 1\r\nSTAT uptime 5\r\nSTAT time 1700000000\r\n";
     CreditTest::serve($port, sub {
         my ($c) = @_;
@@ -28,7 +30,9 @@ sub lying_memcached {
             $buf .= $b;
             while ($buf =~ s/^([^\n]*)\n//) {
                 my $line = $1;
-                if ($line =~ /^stats/) {
+                if ($line =~ /^stats settings/ && defined $settings) {
+                    syswrite($c, $settings);
+                } elsif ($line =~ /^stats/) {
                     syswrite($c, "${stats}END\r\n");
                 } elsif ($line =~ /^(?:mg|ms) /) {
                     $buf =~ s/^[^\n]*\n// if $line =~ /^ms /;
@@ -37,6 +41,10 @@ sub lying_memcached {
             }
         }
     });
+}
+
+END {
+    CreditTest::mc_stop(19863);
 }
 
 no_shuffle();
@@ -342,3 +350,72 @@ POST /v1/background-removal
 --- response_body_like: "error":"insufficient_credits"
 --- no_error_log
 too old
+
+
+
+=== TEST 16: a memcached that evicts when full is warned about
+"stats settings" says "evictions on" when memcached runs without -M: it
+may drop a balance to make room.  The charges still work.
+--- http_config
+    credit_memcached 127.0.0.1:19861 timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- init
+main::lying_memcached(19861, "EN\r\n", undef,
+                      "STAT maxbytes 67108864\r\nSTAT evictions on\r\n"
+                      . "STAT growth_factor 1.25\r\nEND\r\n");
+--- more_headers
+X-API-Key: t140-16
+--- request
+POST /v1/background-removal
+--- error_code: 402
+--- response_body_like: "error":"insufficient_credits"
+--- error_log
+credit: memcached at 127.0.0.1:19861 evicts items when it is full (it runs without -M): a balance it evicts is lost
+
+
+
+=== TEST 17: a proxy that refuses "stats settings" is still used
+--- http_config
+    credit_memcached 127.0.0.1:19862 timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- init
+main::lying_memcached(19862, "EN\r\n", undef, "ERROR\r\n");
+--- more_headers
+X-API-Key: t140-17
+--- request
+POST /v1/background-removal
+--- error_code: 402
+--- response_body_like: "error":"insufficient_credits"
+--- no_error_log
+invalid memcached reply
+evicts items
+
+
+
+=== TEST 18: a real memcached without -M is warned about, one with -M not
+--- http_config
+    credit_memcached 127.0.0.1:19863 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT
+                     timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+CreditTest::mc_run("-l 127.0.0.1 -p 19863 -U 0", 19863, sub {
+    IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => 19863)
+}, 'evicting');
+for my $i (1 .. 20) {
+    CreditTest::grant("t140-18-$i", 100);
+    my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => "t140-18-$i" });
+    Test::More::is($st, 200, "charged t140-18-$i");
+}
+--- request
+GET /credit-admin/t140-18-1
+--- response_body
+{"account":"t140-18-1","plan":80,"pack":0,"total":80}
+--- error_log
+credit: memcached at 127.0.0.1:19863 evicts items when it is full
+--- no_error_log eval
+qr/memcached at 127\.0\.0\.1:$ENV{TEST_NGINX_MEMCACHED_PORT} evicts/

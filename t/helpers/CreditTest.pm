@@ -255,13 +255,15 @@ sub slow_server {
 # Test memcacheds of a block's own, on other ports, for the blocks that
 # kill, restart or stall one; /tmp/credit-test-mc-NAME.pid holds the pid.
 
-# starts memcached with these options, waits until $up->() is true
+# starts memcached with these options and -M (not with $evicting), waits
+# until $up->() is true
 sub mc_run {
-    my ($opts, $name, $up) = @_;
+    my ($opts, $name, $up, $evicting) = @_;
     my $user = $> == 0 ? '-u root' : '';
     my $pidfile = "/tmp/credit-test-mc-$name.pid";
+    my $m = $evicting ? '' : '-M';      # -M: never evict, as recommended
     unlink $pidfile;
-    system("memcached -d $opts -M $user -P $pidfile") == 0 or die "memcached";
+    system("memcached -d $opts $m $user -P $pidfile") == 0 or die "memcached";
     for (1 .. 100) {
         last if -s $pidfile && $up->();
         sleep(0.02);
