@@ -248,3 +248,46 @@ Test::More::is($set1 - $set0, 2, "the second charges wrote once each");
 GET /credit-admin/t020-11
 --- response_body
 {"account":"t020-11","plan":60,"pack":0,"total":60}
+
+
+
+=== TEST 12: a low-balance flag from $credit_remaining with map
+The recipe in README.md: under 100 credits left, an X-Credits-Low header
+for the client and a line in a log of its own for the operator's alerts.
+--- http_config eval
+$CreditTest::DefaultHttpConfig . <<'_EOC_'
+    map $credit_remaining $credit_low {
+        "~^[0-9]{1,2}$"  1;
+        default          "";
+    }
+    log_format credit_low '$credit_account $credit_remaining';
+_EOC_
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        add_header X-Credits-Low $credit_low always;
+        access_log logs/credit-low.log credit_low if=$credit_low;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+    location /credit-admin/ { credit_admin; }
+    location = /low-log { alias logs/credit-low.log; }
+--- more_headers
+X-API-Key: t020-12
+--- request eval
+["PUT /credit-admin/t020-12/plan\n130",
+ "POST /v1/background-removal",
+ "POST /v1/background-removal",
+ "POST /v1/reels/4s",
+ "GET /low-log"]
+--- error_code eval
+[200, 200, 200, 402, 200]
+--- response_headers eval
+["", "X-Credits-Remaining: 110\n!X-Credits-Low",
+ "X-Credits-Remaining: 90\nX-Credits-Low: 1",
+ "X-Credits-Low: 1", ""]
+--- response_body eval
+[qq({"account":"t020-12","plan":130,"pack":0,"total":130}\n), "ok POST /v1/background-removal\n",
+ "ok POST /v1/background-removal\n",
+ qq({"error":"insufficient_credits","route":"product-reels","cost":400,"remaining":90,"detail":"the balance is below the cost of this request"}\n),
+ "t020-12 90\nt020-12 90\n"]

@@ -28,7 +28,7 @@ if (($ENV{TEST_NGINX_BINARY} // '') !~ m{/scripts/nginx-for-tests$}
 no_shuffle();
 add_block_preprocessor(\&CreditTest::defaults);
 
-our $V6Port = 19925;
+our $V6Port = 19931;
 
 # a memcached listening on ::1 only
 sub main::mc_v6 {
@@ -96,7 +96,7 @@ GET /credit-admin/t160-one
 
 === TEST 3: an IPv6 address in brackets
 --- http_config
-    credit_memcached [::1]:19925 timeout=300ms;
+    credit_memcached [::1]:19931 timeout=300ms;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
     credit_key_prefix "test:";
     server {
