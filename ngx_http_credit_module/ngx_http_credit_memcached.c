@@ -1272,8 +1272,6 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
 }
 
 
-/* the number after a one-letter flag of a meta reply: "c123" */
-
 /* "ERROR", "CLIENT_ERROR ...", "SERVER_ERROR ...": a command refused */
 
 static ngx_uint_t
@@ -1284,6 +1282,8 @@ ngx_http_credit_error_line(u_char *p, size_t len)
                              || ngx_strncmp(p, "SERVER_ERROR", 12) == 0));
 }
 
+
+/* the number after a one-letter flag of a meta reply: "c123" */
 
 static uint64_t
 ngx_http_credit_flag(u_char *p, u_char *last, u_char flag)
