@@ -12,12 +12,12 @@
  * end.  A connection is a fake one whose recv() returns the input's
  * pieces and whose send() takes everything.
  *
- * The input: byte 0, bit 0: the connection's "stats" goes first; bit 1:
- * the store cannot keep a ghost (a timed out write); bits 2-6: how many
- * operations are queued (0-31); bit 7: at most 4 may wait on the server
- * (max_pending), so that some are refused.  Then a byte for each of them: bit 0 set,
- * a write ("ms"), else a read ("mg"); bit 1 set, a write with a token,
- * else one that adds a new item.
+ * The input: byte 0, bit 0: the connection's "stats" and "stats settings"
+ * go first; bit 1: the store cannot keep a ghost (a timed out write); bits
+ * 2-6: how many operations are queued (0-31); bit 7: at most 4 may wait on
+ * the server (max_pending), so that some are refused.  Then a byte for
+ * each of them: bit 0 set, a write ("ms"), else a read ("mg"); bit 1 set,
+ * a write with a token, else one that adds a new item.
  * The rest is what memcached answers, cut into the pieces recv() returns
  * at each 0xff byte; the byte after a 0xff may be an event: 'T' the reply
  * timeout fires, 'A' it fires after more than 60 s of silence, 'E' the
