@@ -1,6 +1,7 @@
 # A memcached restart is survived without restarting nginx: while it is
 # down requests fail as credit_fail says; when it is back they are metered
-# again (a restart loses the balances: they must be granted again).
+# again (a restart loses the balances: they must be granted again; a warm
+# restart, memcached's -e stopped with SIGUSR1, keeps them).
 
 use lib 't/helpers';
 use Test::Nginx::Socket 'no_plan';
@@ -17,29 +18,43 @@ sub main::listening {
                                  Proto => 'tcp') ? 1 : 0;
 }
 
+# $opts: more options, e.g. "-e FILE" for a restartable memcached
 sub main::memcached_up {
+    my ($opts) = @_;
+    $opts //= '';
     my $user = $> == 0 ? '-u root' : '';
-    system("memcached -d -l 127.0.0.1 -p 19890 -U 0 -M $user -P $Pidfile") == 0
+    system("memcached -d -l 127.0.0.1 -p 19890 -U 0 -M $opts $user"
+           . " -P $Pidfile") == 0
         or die "memcached did not start";
     for (1 .. 100) { last if main::listening(); Time::HiRes::sleep(0.02) }
 }
 
-# a crash: SIGKILL, and wait until the port is closed
+# a crash: SIGKILL, and wait until the port is closed; with $signal
+# (USR1: a restartable memcached saves its items and exits) until the
+# process is gone
 sub main::memcached_down {
+    my ($signal) = @_;
     open my $in, '<', $Pidfile or return;
     my $pid = <$in>;
     chomp $pid;
-    kill 'KILL', $pid;
-    for (1 .. 100) { last unless main::listening(); Time::HiRes::sleep(0.02) }
+    kill $signal // 'KILL', $pid;
+    for (1 .. 250) {
+        last unless main::listening() || ($signal && kill 0, $pid);
+        Time::HiRes::sleep(0.02);
+    }
 }
 
 END { main::memcached_down() }
 
 sub main::charge {
+    my ($account) = @_;
     my ($st, $h) = CreditTest::request('POST', '/v1/background-removal',
-                                       { 'X-API-Key' => 't090' });
+                                       { 'X-API-Key' => $account // 't090' });
     return $st;
 }
+
+our $State = (-d '/dev/shm' ? '/dev/shm' : '/tmp') . '/credit-test-mc-warm';
+END { unlink $State, "$State.meta" }
 
 run_tests();
 
@@ -77,3 +92,38 @@ GET /credit-admin/t090
 {"account":"t090","plan":80,"pack":0,"total":80}
 --- error_log
 credit: memcached unavailable
+
+
+
+=== TEST 2: a warm restart keeps the balances
+memcached started with -e FILE and stopped with SIGUSR1 writes its items
+to FILE and reads them back when it starts again with the same options:
+the balance is where the charges left it, and nginx goes on charging it.
+--- http_config
+    credit_memcached 127.0.0.1:19890 timeout=300ms retry_timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+main::memcached_down();          # the one of the test before
+unlink $main::State, "$main::State.meta";
+main::memcached_up("-m 64 -e $main::State");
+CreditTest::grant('t090-warm', 100, 30);
+Test::More::is(main::charge('t090-warm'), 200, "charged before the restart");
+main::memcached_down('USR1');
+Test::More::ok(-s "$main::State.meta", "memcached saved its state");
+Test::More::is(main::charge('t090-warm'), 503, "503 while it is down");
+main::memcached_up("-m 64 -e $main::State");
+my ($st, $waited) = (503, 0);
+while ($st == 503 && $waited < 5) {
+    Time::HiRes::sleep(0.2);
+    $waited += 0.2;
+    $st = main::charge('t090-warm');
+}
+Test::More::is($st, 200, "charged from the kept balance after the restart");
+--- request
+GET /credit-admin/t090-warm
+--- response_body
+{"account":"t090-warm","plan":60,"pack":30,"total":90}
