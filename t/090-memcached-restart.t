@@ -127,3 +127,40 @@ Test::More::is($st, 200, "charged from the kept balance after the restart");
 GET /credit-admin/t090-warm
 --- response_body
 {"account":"t090-warm","plan":60,"pack":30,"total":90}
+
+
+
+=== TEST 3: scripts/check-memcached tells a memcached fit for balances from one that is not
+One run as README.md recommends (-M, -R 1000, no LRU maintainer, -F, a
+restart file), one with memcached's defaults (it evicts when full), and
+an address where nothing listens.
+--- init
+main::memcached_down();
+unlink $main::State, "$main::State.meta";
+main::memcached_up("-m 64 -R 1000 -F -o no_lru_maintainer,no_lru_crawler"
+                   . " -e $main::State");
+my $user = $> == 0 ? '-u root' : '';
+system("memcached -d -l 127.0.0.1 -p 19891 -U 0 $user"
+       . " -P /tmp/credit-test-mc-19891.pid") == 0 or die "memcached";
+for (1 .. 100) {
+    last if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => 19891);
+    Time::HiRes::sleep(0.02);
+}
+my $dir = $ENV{TEST_NGINX_PROJECT_DIR};
+my $good = `$dir/scripts/check-memcached 127.0.0.1:19890`;
+Test::More::is($? >> 8, 0, "the recommended one passes");
+Test::More::like($good, qr/^127\.0\.0\.1:19890: memcached 1\.6\.\d+, up /, "its summary line");
+Test::More::like($good, qr/ok    evictions off \(-M\)/, "it does not evict");
+Test::More::unlike($good, qr/^  (?:FAIL|warn|note)/m, "nothing to fix");
+my $stock = `$dir/scripts/check-memcached 127.0.0.1:19891 127.0.0.1:19899`;
+Test::More::is($? >> 8, 1, "the stock one fails");
+Test::More::like($stock, qr/FAIL  evictions on: .*start it with -M/, "it evicts");
+Test::More::like($stock, qr/warn  flush_all enabled/, "flush_all is on");
+Test::More::like($stock, qr/note  reqs_per_event 20: -R 1000/, "-R");
+Test::More::like($stock, qr/note  no restart file/, "no -e");
+Test::More::like($stock, qr/^127\.0\.0\.1:19899: cannot ask it: connect: /m, "nothing listens");
+CreditTest::mc_stop(19891);
+--- request
+GET /credit-admin/t090-none
+--- response_body
+{"account":"t090-none","plan":0,"pack":0,"total":0}
