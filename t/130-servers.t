@@ -35,14 +35,8 @@ sub main::mc_unix {
 
 sub main::mc_unix_cmd {
     my ($cmd) = @_;
-    my $s = IO::Socket::UNIX->new(Peer => $Sock) or return '';
-    print $s $cmd;
-    my $out = '';
-    while (defined(my $l = <$s>)) {
-        $out .= $l;
-        last if $l =~ /^(?:END|STORED|ERROR)\r\n/;
-    }
-    return $out;
+    return CreditTest::memcached_on(IO::Socket::UNIX->new(Peer => $Sock),
+                                    $cmd);
 }
 
 END {

@@ -39,15 +39,8 @@ sub main::mc_v6 {
 
 sub main::mc_v6_cmd {
     my ($cmd) = @_;
-    my $s = IO::Socket::IP->new(PeerHost => '::1', PeerPort => $V6Port)
-        or return '';
-    print $s $cmd;
-    my $out = '';
-    while (defined(my $l = <$s>)) {
-        $out .= $l;
-        last if $l =~ /^(?:END|STORED|ERROR)\r\n/;
-    }
-    return $out;
+    return CreditTest::memcached_on(
+        IO::Socket::IP->new(PeerHost => '::1', PeerPort => $V6Port), $cmd);
 }
 
 END {

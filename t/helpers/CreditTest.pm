@@ -181,6 +181,13 @@ sub memcached {
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                   Proto => 'tcp', Timeout => 2)
         or return undef;
+    return memcached_on($s, $cmd);
+}
+
+# the same on a connection of the caller's (a unix socket, IPv6), or ''
+sub memcached_on {
+    my ($s, $cmd) = @_;
+    return '' unless $s;
     print $s $cmd;
     my $out = '';
     my $sel = IO::Select->new($s);
