@@ -99,13 +99,9 @@ credit: memcached unavailable
 memcached started with -e FILE and stopped with SIGUSR1 writes its items
 to FILE and reads them back when it starts again with the same options:
 the balance is where the charges left it, and nginx goes on charging it.
---- http_config
-    credit_memcached 127.0.0.1:19890 timeout=300ms retry_timeout=1s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19890 timeout=300ms retry_timeout=1s')
 --- init
 main::memcached_down();          # the one of the test before
 unlink $main::State, "$main::State.meta";

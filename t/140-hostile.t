@@ -393,15 +393,10 @@ evicts items
 
 
 === TEST 18: a real memcached without -M is warned about, one with -M not
---- http_config
-    credit_memcached 127.0.0.1:19863 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT
-                     timeout=1s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19863 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT'
+                           . ' timeout=1s')
 --- init
 CreditTest::mc_run("-l 127.0.0.1 -p 19863 -U 0", 19863, sub {
     IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => 19863)

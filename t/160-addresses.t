@@ -67,14 +67,9 @@ qr/memcached server "credit-test-two:\d+" has 2 addresses \(\[::1\]:\d+, 127\.0\
 
 
 === TEST 2: a host name with one address is that server
---- http_config
-    credit_memcached credit-test-one:$TEST_NGINX_MEMCACHED_PORT;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           'credit-test-one:$TEST_NGINX_MEMCACHED_PORT')
 --- init
 CreditTest::grant('t160-one', 100);
 my ($st, $h) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't160-one' });
@@ -88,14 +83,9 @@ GET /credit-admin/t160-one
 
 
 === TEST 3: an IPv6 address in brackets
---- http_config
-    credit_memcached [::1]:19931 timeout=300ms;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '[::1]:19931 timeout=300ms')
 --- init
 main::mc_v6();
 CreditTest::grant('t160-v6', 100);
