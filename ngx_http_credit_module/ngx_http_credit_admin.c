@@ -24,8 +24,6 @@ static void ngx_http_credit_admin_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_credit_admin_start(ngx_http_request_t *r,
     ngx_http_credit_admin_ctx_t *ctx, int64_t amount);
 static void ngx_http_credit_admin_done(ngx_http_credit_op_t *op);
-static ngx_int_t ngx_http_credit_admin_error(ngx_http_request_t *r,
-    ngx_uint_t status, char *error, char *detail);
 
 
 ngx_int_t
@@ -422,7 +420,9 @@ done:
 }
 
 
-static ngx_int_t
+/* the JSON error of the content handlers (credit_stats's too) */
+
+ngx_int_t
 ngx_http_credit_admin_error(ngx_http_request_t *r, ngx_uint_t status,
     char *error, char *detail)
 {

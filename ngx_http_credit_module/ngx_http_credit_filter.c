@@ -104,15 +104,19 @@ ngx_http_credit_log_handler(ngx_http_request_t *r)
 
     rec = ngx_http_credit_get_rec(r, 0);
 
-    if (rec == NULL || !rec->charged || rec->refunded) {
+    if (rec == NULL) {
         return NGX_OK;
     }
 
-    status = r->err_status ? r->err_status : r->headers_out.status;
+    if (rec->charged && !rec->refunded) {
+        status = r->err_status ? r->err_status : r->headers_out.status;
 
-    if (ngx_http_credit_refundable(rec->conf, status)) {
-        ngx_http_credit_refund(rec, "request failed");
+        if (ngx_http_credit_refundable(rec->conf, status)) {
+            ngx_http_credit_refund(rec, "request failed");
+        }
     }
+
+    ngx_http_credit_stats_count(rec);
 
     return NGX_OK;
 }

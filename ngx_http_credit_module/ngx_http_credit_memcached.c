@@ -1029,6 +1029,8 @@ ngx_http_credit_server_timeout(ngx_http_credit_server_t *s)
                           "operation%s failed", &s->addr->name, n,
                           n == 1 ? "" : "s");
 
+            ngx_http_credit_stats_mc_failure();
+
             s->down_until = ngx_time() + s->mc->retry_timeout;
         }
 
@@ -1089,6 +1091,8 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
         ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
                       "credit: %s (%V), %ui operation%s failed", reason,
                       &s->addr->name, n, n == 1 ? "" : "s");
+
+        ngx_http_credit_stats_mc_failure();
 
         s->down_until = ngx_time() + s->mc->retry_timeout;
     }

@@ -9,6 +9,7 @@
 
 #define NGX_HTTP_CREDIT_HANDLER_ADMIN    1
 #define NGX_HTTP_CREDIT_HANDLER_BALANCE  2
+#define NGX_HTTP_CREDIT_HANDLER_STATS    3
 
 
 static ngx_int_t ngx_http_credit_preconfiguration(ngx_conf_t *cf);
@@ -114,6 +115,13 @@ static ngx_command_t  ngx_http_credit_commands[] = {
       ngx_http_credit_content,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_HTTP_CREDIT_HANDLER_BALANCE,
+      NULL },
+
+    { ngx_string("credit_stats"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_credit_content,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_CREDIT_HANDLER_STATS,
       NULL },
 
       ngx_null_command
@@ -299,7 +307,10 @@ ngx_http_credit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (!conf->enable && conf->handler == 0) {
+    if (!conf->enable
+        && (conf->handler == 0
+            || conf->handler == NGX_HTTP_CREDIT_HANDLER_STATS))
+    {
         return NGX_CONF_OK;
     }
 
@@ -529,6 +540,10 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs at least one server";
     }
 
+    if (ngx_http_credit_stats_zone(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (size) {
         ngx_str_set(&name, "credit_cache");
 
@@ -628,9 +643,24 @@ ngx_http_credit_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     core = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    core->handler = (cmd->offset == NGX_HTTP_CREDIT_HANDLER_ADMIN)
-                    ? ngx_http_credit_admin_handler
-                    : ngx_http_credit_balance_handler;
+    switch (cmd->offset) {
+
+    case NGX_HTTP_CREDIT_HANDLER_ADMIN:
+        core->handler = ngx_http_credit_admin_handler;
+        break;
+
+    case NGX_HTTP_CREDIT_HANDLER_BALANCE:
+        core->handler = ngx_http_credit_balance_handler;
+        break;
+
+    default: /* NGX_HTTP_CREDIT_HANDLER_STATS */
+        if (ngx_http_credit_stats_zone(cf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        core->handler = ngx_http_credit_stats_handler;
+        break;
+    }
 
     return NGX_CONF_OK;
 }

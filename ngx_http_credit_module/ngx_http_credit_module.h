@@ -380,9 +380,18 @@ ngx_int_t ngx_http_credit_add_header(ngx_http_request_t *r, char *name,
 /* admin.c */
 ngx_int_t ngx_http_credit_admin_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_credit_balance_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_credit_admin_error(ngx_http_request_t *r,
+    ngx_uint_t status, char *error, char *detail);
 
 /* var.c */
 ngx_int_t ngx_http_credit_add_variables(ngx_conf_t *cf);
+extern ngx_str_t  ngx_http_credit_status_names[];
+
+/* stats.c */
+ngx_int_t ngx_http_credit_stats_zone(ngx_conf_t *cf);
+void ngx_http_credit_stats_count(ngx_http_credit_rec_t *rec);
+void ngx_http_credit_stats_mc_failure(void);
+ngx_int_t ngx_http_credit_stats_handler(ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_CREDIT_MODULE_H_INCLUDED_ */

@@ -49,7 +49,9 @@ static ngx_http_variable_t  ngx_http_credit_vars[] = {
 };
 
 
-static ngx_str_t  ngx_http_credit_status_names[] = {
+/* $credit_status, by NGX_HTTP_CREDIT_ST_*; credit_stats names them so */
+
+ngx_str_t  ngx_http_credit_status_names[] = {
     ngx_null_string,
     ngx_string("charged"),
     ngx_string("refunded"),
