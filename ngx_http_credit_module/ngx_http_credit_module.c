@@ -679,7 +679,13 @@ ngx_http_credit_init_process(ngx_cycle_t *cycle)
 
     cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_credit_module);
 
-    if (cmcf == NULL || cmcf->servers.nelts == 0) {
+    if (cmcf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_credit_stats_init_process(cmcf);
+
+    if (cmcf->servers.nelts == 0) {
         return NGX_OK;
     }
 

@@ -154,6 +154,7 @@ typedef struct {
     ngx_uint_t                   max_batch;
     ngx_uint_t                   max_pending;
     ngx_shm_zone_t              *cache_zone;
+    ngx_shm_zone_t              *stats_zone;  /* credit_stats's counters */
     ngx_http_credit_store_t     *store;       /* set in init_process */
 } ngx_http_credit_main_conf_t;
 
@@ -389,6 +390,7 @@ extern ngx_str_t  ngx_http_credit_status_names[];
 
 /* stats.c */
 ngx_int_t ngx_http_credit_stats_zone(ngx_conf_t *cf);
+void ngx_http_credit_stats_init_process(ngx_http_credit_main_conf_t *cmcf);
 void ngx_http_credit_stats_count(ngx_http_credit_rec_t *rec);
 void ngx_http_credit_stats_mc_failure(void);
 ngx_int_t ngx_http_credit_stats_handler(ngx_http_request_t *r);

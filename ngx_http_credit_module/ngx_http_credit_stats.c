@@ -22,26 +22,46 @@ static ngx_int_t ngx_http_credit_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
 
-/* set in the master when the zone is made; the workers inherit it */
+/* the counters of this worker's configuration, set when it starts */
 static ngx_http_credit_stats_t  *ngx_http_credit_stats;
+
 
 /* the zone, once for the configuration, whichever directive asks first */
 
 ngx_int_t
 ngx_http_credit_stats_zone(ngx_conf_t *cf)
 {
-    ngx_str_t        name = ngx_string("credit_stats");
-    ngx_shm_zone_t  *shm_zone;
+    ngx_str_t                     name = ngx_string("credit_stats");
+    ngx_http_credit_main_conf_t  *cmcf;
 
-    shm_zone = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
-                                     &ngx_http_credit_module);
-    if (shm_zone == NULL) {
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_credit_module);
+
+    if (cmcf->stats_zone) {
+        return NGX_OK;
+    }
+
+    cmcf->stats_zone = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
+                                             &ngx_http_credit_module);
+    if (cmcf->stats_zone == NULL) {
         return NGX_ERROR;
     }
 
-    shm_zone->init = ngx_http_credit_stats_init_zone;
+    cmcf->stats_zone->init = ngx_http_credit_stats_init_zone;
 
     return NGX_OK;
+}
+
+
+/*
+ * In each worker: its own configuration's zone, if any.  (A pointer set
+ * in the master would survive a reload to a configuration without the
+ * zone, pointing at memory unmapped by then.)
+ */
+
+void
+ngx_http_credit_stats_init_process(ngx_http_credit_main_conf_t *cmcf)
+{
+    ngx_http_credit_stats = cmcf->stats_zone ? cmcf->stats_zone->data : NULL;
 }
 
 
@@ -56,7 +76,6 @@ ngx_http_credit_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* a reload: the counters go on */
 
         shm_zone->data = data;
-        ngx_http_credit_stats = data;
         return NGX_OK;
     }
 
@@ -68,7 +87,6 @@ ngx_http_credit_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     shm_zone->data = st;
-    ngx_http_credit_stats = st;
 
     return NGX_OK;
 }
