@@ -4,10 +4,19 @@
  * ($credit_status) tells it, in a shared zone that all workers add to (it
  * outlives reloads; a start of nginx zeroes it), and credit_stats, the
  * content handler that shows them.
+ *
+ * Each worker adds to a slot of its own, cache lines apart, so that the
+ * workers do not pass the counters' lines between their cores on every
+ * request; credit_stats sums the slots.  Slots are by worker number, which
+ * an old worker still shutting down after a reload shares with a new
+ * one, so the additions stay atomic.
  */
 
 
 #include "ngx_http_credit_module.h"
+
+
+#define NGX_HTTP_CREDIT_STATS_SLOTS  64
 
 
 typedef struct {
@@ -15,6 +24,19 @@ typedef struct {
     ngx_atomic_t                 charged;     /* credits, refunded or not */
     ngx_atomic_t                 refunded;
     ngx_atomic_t                 mc_failures;
+} ngx_http_credit_counters_t;
+
+
+typedef union {
+    ngx_http_credit_counters_t   c;
+    u_char                       line[ngx_align(
+                                     sizeof(ngx_http_credit_counters_t),
+                                     NGX_CPU_CACHE_LINE)];
+} ngx_http_credit_stats_slot_t;
+
+
+typedef struct {
+    ngx_http_credit_stats_slot_t  slot[NGX_HTTP_CREDIT_STATS_SLOTS];
 } ngx_http_credit_stats_t;
 
 
@@ -22,8 +44,9 @@ static ngx_int_t ngx_http_credit_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
 
-/* the counters of this worker's configuration, set when it starts */
-static ngx_http_credit_stats_t  *ngx_http_credit_stats;
+/* this worker's slot, of its own configuration's zone, set at its start */
+static ngx_http_credit_counters_t  *ngx_http_credit_counters;
+static ngx_http_credit_stats_t     *ngx_http_credit_stats;
 
 
 /* the zone, once for the configuration, whichever directive asks first */
@@ -62,6 +85,11 @@ void
 ngx_http_credit_stats_init_process(ngx_http_credit_main_conf_t *cmcf)
 {
     ngx_http_credit_stats = cmcf->stats_zone ? cmcf->stats_zone->data : NULL;
+
+    ngx_http_credit_counters = ngx_http_credit_stats
+        ? &ngx_http_credit_stats->slot[ngx_worker
+                                       % NGX_HTTP_CREDIT_STATS_SLOTS].c
+        : NULL;
 }
 
 
@@ -97,9 +125,9 @@ ngx_http_credit_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 void
 ngx_http_credit_stats_count(ngx_http_credit_rec_t *rec)
 {
-    ngx_http_credit_stats_t  *st;
+    ngx_http_credit_counters_t  *st;
 
-    st = ngx_http_credit_stats;
+    st = ngx_http_credit_counters;
 
     if (st == NULL
         || rec->status == NGX_HTTP_CREDIT_ST_NONE
@@ -127,8 +155,9 @@ ngx_http_credit_stats_count(ngx_http_credit_rec_t *rec)
 void
 ngx_http_credit_stats_mc_failure(void)
 {
-    if (ngx_http_credit_stats) {
-        (void) ngx_atomic_fetch_add(&ngx_http_credit_stats->mc_failures, 1);
+    if (ngx_http_credit_counters) {
+        (void) ngx_atomic_fetch_add(&ngx_http_credit_counters->mc_failures,
+                                    1);
     }
 }
 
@@ -136,10 +165,10 @@ ngx_http_credit_stats_mc_failure(void)
 ngx_int_t
 ngx_http_credit_stats_handler(ngx_http_request_t *r)
 {
-    u_char                   *body, *p;
-    size_t                    len;
-    ngx_uint_t                i;
-    ngx_http_credit_stats_t  *st;
+    u_char                      *body, *p;
+    size_t                       len;
+    ngx_uint_t                   i, k;
+    ngx_http_credit_counters_t  *c, sum;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_credit_admin_error(r, NGX_HTTP_NOT_ALLOWED,
@@ -150,10 +179,22 @@ ngx_http_credit_stats_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    st = ngx_http_credit_stats;
-
-    if (st == NULL) {
+    if (ngx_http_credit_stats == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&sum, sizeof(ngx_http_credit_counters_t));
+
+    for (k = 0; k < NGX_HTTP_CREDIT_STATS_SLOTS; k++) {
+        c = &ngx_http_credit_stats->slot[k].c;
+
+        for (i = 0; i <= NGX_HTTP_CREDIT_ST_ERROR; i++) {
+            sum.requests[i] += c->requests[i];
+        }
+
+        sum.charged += c->charged;
+        sum.refunded += c->refunded;
+        sum.mc_failures += c->mc_failures;
     }
 
     len = sizeof("{\"requests\":{},\"credits\":{\"charged\":,\"refunded\":},"
@@ -174,12 +215,12 @@ ngx_http_credit_stats_handler(ngx_http_request_t *r)
 
     for (i = 1; i <= NGX_HTTP_CREDIT_ST_ERROR; i++) {
         p = ngx_sprintf(p, "%s\"%V\":%uA", (i == 1) ? "" : ",",
-                        &ngx_http_credit_status_names[i], st->requests[i]);
+                        &ngx_http_credit_status_names[i], sum.requests[i]);
     }
 
     p = ngx_sprintf(p, "},\"credits\":{\"charged\":%uA,\"refunded\":%uA},"
                     "\"memcached\":{\"failures\":%uA}}\n",
-                    st->charged, st->refunded, st->mc_failures);
+                    sum.charged, sum.refunded, sum.mc_failures);
 
     return ngx_http_credit_send_json(r, NGX_HTTP_OK, body, p - body);
 }
