@@ -21,15 +21,11 @@ __DATA__
 
 === TEST 1: every outcome is counted once, over two workers
 Each request on a new connection, so the two workers share them.
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-    }
-    location /credit-admin/ { credit_admin; }
+--- config eval
+$CreditTest::DefaultConfig . <<'_EOC_'
     location = /credit-stats { credit_stats; }
     location /free/ { proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT; }
+_EOC_
 --- init
 CreditTest::grant('t170-1', 100);
 my @res;
@@ -95,14 +91,9 @@ POST /credit-stats
 
 
 === TEST 4: the counters go on across a reload
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-    }
-    location /credit-admin/ { credit_admin; }
-    location = /credit-stats { credit_stats; }
+--- config eval
+$CreditTest::DefaultConfig
+    . "    location = /credit-stats { credit_stats; }\n"
 --- init
 CreditTest::grant('t170-4', 100);
 my @res;
