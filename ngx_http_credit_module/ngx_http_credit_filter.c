@@ -102,6 +102,15 @@ ngx_http_credit_log_handler(ngx_http_request_t *r)
     ngx_uint_t              status;
     ngx_http_credit_rec_t  *rec;
 
+    /*
+     * A subrequest logged with log_subrequest (a mirror, say) shares the
+     * main request's record: its status is not the request's answer.
+     */
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
     rec = ngx_http_credit_get_rec(r, 0);
 
     if (rec == NULL) {

@@ -325,3 +325,51 @@ GET /credit-admin/t040-11
 {"account":"t040-11","plan":100,"pack":0,"total":100}
 --- error_log
 credit: refund of 20 credits (plan 20, pack 0) to "t040-11": client closed the connection
+
+
+
+=== TEST 13: a subrequest that fails does not refund its main request
+A mirror of a metered request gets a 500, and with log_subrequest on its
+log phase runs too: the main request, answered 200, stays charged, and
+is counted once.
+--- config eval
+$CreditTest::DefaultConfig . <<'_EOC_'
+    location = /v1/mirrored/background-removal {
+        credit on;
+        credit_account $http_x_api_key;
+        mirror /mirror;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/v1/background-removal;
+    }
+    location = /mirror {
+        internal;
+        log_subrequest on;
+        return 500;
+    }
+    location = /credit-stats { credit_stats; }
+_EOC_
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: mirrored
+    match: { method: POST, path: /v1/mirrored/background-removal }
+    cost: 20
+  - name: background-removal
+    match: { method: POST, path: /v1/background-removal }
+    cost: 20
+--- more_headers
+X-API-Key: t040-13
+--- request eval
+["PUT /credit-admin/t040-13/plan\n100",
+ "POST /v1/mirrored/background-removal",
+ "GET /credit-admin/t040-13",
+ "GET /credit-stats"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body eval
+[qq({"account":"t040-13","plan":100,"pack":0,"total":100}\n),
+ "ok POST /v1/background-removal\n",
+ qq({"account":"t040-13","plan":80,"pack":0,"total":80}\n),
+ qq({"requests":{"charged":1,"refunded":0,"free":0,"insufficient":0,"invalid":0,"unpriced":0,"missing_account":0,"unmetered":0,"error":0},"credits":{"charged":20,"refunded":0},"memcached":{"failures":0}}\n)]
+--- no_error_log
+credit: refund
