@@ -68,8 +68,8 @@ typedef struct {
     uint64_t                     instance;    /* 0 until "stats" answers */
     ngx_http_credit_op_t         hello;       /* "stats", "stats settings" */
     ngx_msec_t                   silent_since;
-    unsigned                     hello_sent:1;
-    unsigned                     hello_parts:2;  /* of its reply, to come */
+    unsigned                     hello_parts:2;  /* replies of the hello
+                                                    to come; 0: none sent */
     unsigned                     connecting:1;
     unsigned                     silent:1;    /* timed out, not answered */
 } ngx_http_credit_server_t;
@@ -411,7 +411,7 @@ ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
         return NGX_ERROR;
     }
 
-    if (s->nsent - s->hello_sent >= mc->max_pending) {
+    if (s->nsent - (s->hello_parts != 0) >= mc->max_pending) {
         ngx_cpystrn((u_char *) op->err,
                     (u_char *) "too many memcached operations pending",
                     sizeof(op->err));
@@ -572,7 +572,6 @@ ngx_http_credit_hello(ngx_http_credit_server_t *s)
 
     ngx_queue_insert_head(&s->sent, &s->hello.mc_queue);
     s->nsent++;
-    s->hello_sent = 1;
     s->hello_parts = 2;
 
     return NGX_OK;
@@ -854,7 +853,6 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
 
             ngx_queue_remove(q);
             s->nsent--;
-            s->hello_sent = 0;
             continue;
         }
 
@@ -1103,7 +1101,6 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     }
 
     s->connecting = 0;
-    s->hello_sent = 0;
     s->hello_parts = 0;
     s->silent = 0;
     s->instance = 0;

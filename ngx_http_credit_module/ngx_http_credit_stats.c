@@ -46,7 +46,6 @@ static ngx_int_t ngx_http_credit_stats_init_zone(ngx_shm_zone_t *shm_zone,
 
 /* this worker's slot, of its own configuration's zone, set at its start */
 static ngx_http_credit_counters_t  *ngx_http_credit_counters;
-static ngx_http_credit_stats_t     *ngx_http_credit_stats;
 
 
 /* the zone, once for the configuration, whichever directive asks first */
@@ -84,12 +83,17 @@ ngx_http_credit_stats_zone(ngx_conf_t *cf)
 void
 ngx_http_credit_stats_init_process(ngx_http_credit_main_conf_t *cmcf)
 {
-    ngx_http_credit_stats = cmcf->stats_zone ? cmcf->stats_zone->data : NULL;
+    ngx_http_credit_stats_t  *st;
 
-    ngx_http_credit_counters = ngx_http_credit_stats
-        ? &ngx_http_credit_stats->slot[ngx_worker
-                                       % NGX_HTTP_CREDIT_STATS_SLOTS].c
-        : NULL;
+    if (cmcf->stats_zone == NULL) {
+        ngx_http_credit_counters = NULL;
+        return;
+    }
+
+    st = cmcf->stats_zone->data;
+
+    ngx_http_credit_counters =
+        &st->slot[ngx_worker % NGX_HTTP_CREDIT_STATS_SLOTS].c;
 }
 
 
@@ -129,10 +133,7 @@ ngx_http_credit_stats_count(ngx_http_credit_rec_t *rec)
 
     st = ngx_http_credit_counters;
 
-    if (st == NULL
-        || rec->status == NGX_HTTP_CREDIT_ST_NONE
-        || rec->status > NGX_HTTP_CREDIT_ST_ERROR)
-    {
+    if (st == NULL || rec->status == NGX_HTTP_CREDIT_ST_NONE) {
         return;
     }
 
@@ -165,10 +166,12 @@ ngx_http_credit_stats_mc_failure(void)
 ngx_int_t
 ngx_http_credit_stats_handler(ngx_http_request_t *r)
 {
-    u_char                      *body, *p;
-    size_t                       len;
-    ngx_uint_t                   i, k;
-    ngx_http_credit_counters_t  *c, sum;
+    u_char                       *body, *p;
+    size_t                        len;
+    ngx_uint_t                    i, k;
+    ngx_http_credit_stats_t      *st;
+    ngx_http_credit_counters_t   *c, sum;
+    ngx_http_credit_main_conf_t  *cmcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_credit_admin_error(r, NGX_HTTP_NOT_ALLOWED,
@@ -179,14 +182,15 @@ ngx_http_credit_stats_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_credit_stats == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    /* credit_stats made the zone */
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_credit_module);
+    st = cmcf->stats_zone->data;
 
     ngx_memzero(&sum, sizeof(ngx_http_credit_counters_t));
 
     for (k = 0; k < NGX_HTTP_CREDIT_STATS_SLOTS; k++) {
-        c = &ngx_http_credit_stats->slot[k].c;
+        c = &st->slot[k].c;
 
         for (i = 0; i <= NGX_HTTP_CREDIT_ST_ERROR; i++) {
             sum.requests[i] += c->requests[i];

@@ -135,13 +135,9 @@ main::memcached_down();
 unlink $main::State, "$main::State.meta";
 main::memcached_up("-m 64 -R 1000 -F -o no_lru_maintainer,no_lru_crawler"
                    . " -e $main::State");
-my $user = $> == 0 ? '-u root' : '';
-system("memcached -d -l 127.0.0.1 -p 19891 -U 0 $user"
-       . " -P /tmp/credit-test-mc-19891.pid") == 0 or die "memcached";
-for (1 .. 100) {
-    last if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => 19891);
-    Time::HiRes::sleep(0.02);
-}
+CreditTest::mc_run("-l 127.0.0.1 -p 19891 -U 0", 19891, sub {
+    IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => 19891)
+}, 'evicting');
 my $dir = $ENV{TEST_NGINX_PROJECT_DIR};
 my $good = `$dir/scripts/check-memcached 127.0.0.1:19890`;
 Test::More::is($? >> 8, 0, "the recommended one passes");
