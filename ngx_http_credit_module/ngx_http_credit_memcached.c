@@ -105,6 +105,8 @@ static ngx_int_t ngx_http_credit_hello(ngx_http_credit_server_t *s);
 static ngx_int_t ngx_http_credit_stats(ngx_http_credit_server_t *s,
     u_char *p, u_char *end);
 static ngx_uint_t ngx_http_credit_error_line(u_char *p, size_t len);
+static void ngx_http_credit_refused(ngx_http_credit_server_t *s, u_char *p,
+    size_t len);
 static uint64_t ngx_http_credit_flag(u_char *p, u_char *last, u_char flag);
 static void ngx_http_credit_server_timeout(ngx_http_credit_server_t *s);
 static void ngx_http_credit_fail_ops(ngx_queue_t *ops, const char *err);
@@ -810,10 +812,17 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
             /*
              * Two replies of "STAT name value" lines, each ending with
              * "END" on a line of its own.  A proxy in front of memcached
-             * may answer the second, "stats settings", with an error.
+             * may answer the second, "stats settings", with an error; an
+             * error to the first ends the connection.
              */
 
-            if (s->hello_parts == 1 && ngx_http_credit_error_line(p, len)) {
+            if (ngx_http_credit_error_line(p, len)) {
+
+                if (s->hello_parts == 2) {
+                    ngx_http_credit_refused(s, p, len);
+                    return NGX_OK;
+                }
+
                 s->in_pos = eol + 2;
 
             } else {
@@ -1278,9 +1287,40 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
 static ngx_uint_t
 ngx_http_credit_error_line(u_char *p, size_t len)
 {
-    return (len == 5 && ngx_strncmp(p, "ERROR", 5) == 0)
+    return (len >= 5 && ngx_strncmp(p, "ERROR", 5) == 0
+            && (len == 5 || p[5] == ' '))
            || (len >= 12 && (ngx_strncmp(p, "CLIENT_ERROR", 12) == 0
                              || ngx_strncmp(p, "SERVER_ERROR", 12) == 0));
+}
+
+
+/*
+ * An error instead of the "stats" that opens a connection: memcached at
+ * its connection limit (-c) writes "ERROR Too many open connections" and
+ * closes the connection.  The line names the cause in the log.  Nothing
+ * is lost with the connection: until "stats" has named the instance, the
+ * commands behind it are reads (the balance cache is not used).
+ */
+
+static void
+ngx_http_credit_refused(ngx_http_credit_server_t *s, u_char *p, size_t len)
+{
+    u_char  line[64];
+    size_t  i, n;
+
+    /* a line from the network: printable and short in the log */
+
+    n = ngx_min(len, sizeof(line));
+
+    for (i = 0; i < n; i++) {
+        line[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
+    }
+
+    ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
+                  "credit: memcached %V refused the connection: \"%*s\"%s",
+                  &s->addr->name, n, line, n < len ? "..." : "");
+
+    ngx_http_credit_server_fail(s, "memcached refused the connection", 1);
 }
 
 

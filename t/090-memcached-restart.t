@@ -156,3 +156,71 @@ CreditTest::mc_stop(19891);
 GET /credit-admin/t090-none
 --- response_body
 {"account":"t090-none","plan":0,"pack":0,"total":0}
+
+
+
+=== TEST 4: a memcached at its connection limit: named, and a refund due then is sent again
+memcached past its -c answers a new connection with "ERROR Too many open
+connections" and closes it without reading a command: the refund nginx
+sent on it never ran, so it is kept and sent again once memcached takes
+connections, not logged as of unknown outcome. A warm restart of
+memcached closes nginx's connection between the charge and the refund.
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19890 timeout=300ms retry_timeout=1s')
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:19891;
+    }
+    location /credit-admin/ { credit_admin; }
+--- init
+main::memcached_down();
+unlink $main::State, "$main::State.meta";
+main::memcached_up("-m 64 -c 30 -e $main::State");
+my $slow = CreditTest::failing_upstream(19891, 1.5);
+CreditTest::grant('t090-full', 100);
+my $s = CreditTest::start_request('/v1/background-removal', 't090-full');
+Time::HiRes::sleep(0.3);
+Test::More::like(CreditTest::memcached("mg test:t090-full v\r\n", 19890),
+                 qr/^VA 4\s*\r\n80 0\r\n/, "charged while the upstream works");
+main::memcached_down('USR1');
+main::memcached_up("-m 64 -c 30 -e $main::State");
+my @held = grep { $_ } map {
+    IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => 19890)
+} 1 .. 40;
+Time::HiRes::sleep(0.1);
+Test::More::like(CreditTest::memcached("mn\r\n", 19890) // '',
+                 qr/^ERROR Too many open connections\r\n/,
+                 "memcached takes no more connections");
+my ($code) = CreditTest::finish_request($s);
+Test::More::is($code, 500, "the upstream failed: the refund is due now");
+Time::HiRes::sleep(0.3);
+my $mine = shift @held;
+Test::More::like(CreditTest::memcached_on($mine, "mg test:t090-full v\r\n"),
+                 qr/^VA 4\s*\r\n80 0\r\n/,
+                 "the refund was refused with the connection");
+@held = ();
+my ($bal, $waited) = ('', 0);
+while ($bal !~ /\r\n100 0\r\n/ && $waited < 4) {
+    Time::HiRes::sleep(0.2);
+    $waited += 0.2;
+    $bal = CreditTest::memcached("mg test:t090-full v\r\n", 19890) // '';
+}
+Test::More::like($bal, qr/\r\n100 0\r\n/,
+                 "the refund landed ${waited}s after memcached took connections again");
+my $dir = $ENV{TEST_NGINX_PROJECT_DIR};
+my $check = `$dir/scripts/check-memcached 127.0.0.1:19890`;
+Test::More::like($check, qr/warn  \d+ connections refused at its limit of 30 \(raise -c\)/,
+                 "scripts/check-memcached tells of the refused connections");
+CreditTest::stop($slow);
+--- request
+GET /credit-admin/t090-full
+--- response_body
+{"account":"t090-full","plan":100,"pack":0,"total":100}
+--- error_log
+credit: memcached 127.0.0.1:19890 refused the connection: "ERROR Too many open connections"
+--- no_error_log
+unknown outcome
+[alert]
