@@ -180,3 +180,47 @@ HEAD /v1/upscale?width=10
 X-Credits-Cost: 1
 X-Credits-Remaining: 0
 --- response_body:
+
+
+
+=== TEST 10: a memcached that takes no connection fails within connect_timeout
+A listener whose queue is full drops the SYN, as a host that is down or
+firewalled does: the connect hangs, and connect_timeout, not timeout,
+ends it; the server is then left alone for retry_timeout.
+--- http_config
+    credit_memcached 127.0.0.1:19855 timeout=5s connect_timeout=200ms retry_timeout=10s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    }
+--- init
+my $addr = Socket::pack_sockaddr_in(19855, Socket::inet_aton('127.0.0.1'));
+socket($main::Full, Socket::PF_INET(), Socket::SOCK_STREAM(), 0) or die;
+setsockopt($main::Full, Socket::SOL_SOCKET(), Socket::SO_REUSEADDR(), 1);
+bind($main::Full, $addr) or die "bind: $!";
+listen($main::Full, 0) or die "listen: $!";    # one connection, not accepted
+@main::Queued = map {
+    my $c = IO::Socket::INET->new(Proto => 'tcp', Blocking => 0);
+    $c->connect($addr);
+    $c;
+} 1 .. 2;
+my $t0 = Time::HiRes::time();
+my ($st) = CreditTest::request('POST', '/v1/background-removal',
+                               { 'X-API-Key' => 't050-10' });
+my $took = Time::HiRes::time() - $t0;
+Test::More::is($st, 503, "the charge fails");
+Test::More::cmp_ok($took, '>=', 0.15, "after the connect was given time");
+Test::More::cmp_ok($took, '<', 1, "within connect_timeout, not timeout (took ${took}s)");
+--- more_headers
+X-API-Key: t050-10
+--- request
+POST /v1/background-removal
+--- timeout: 1
+--- error_code: 503
+--- response_body_like: metering_unavailable
+--- error_log
+credit: memcached connect timed out (127.0.0.1:19855), 1 operation failed
+credit: memcached operation on "credit:t050-10" not sent: memcached server is down
