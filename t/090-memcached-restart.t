@@ -161,10 +161,12 @@ GET /credit-admin/t090-none
 
 === TEST 4: a memcached at its connection limit: named, and a refund due then is sent again
 memcached past its -c answers a new connection with "ERROR Too many open
-connections" and closes it without reading a command: the refund nginx
-sent on it never ran, so it is kept and sent again once memcached takes
-connections, not logged as of unknown outcome. A warm restart of
-memcached closes nginx's connection between the charge and the refund.
+connections" and closes it. nginx logs that line; the refund's command on
+that connection was a read (nothing is written on a connection before its
+"stats" names the memcached instance), so the refund fails without an
+unknown outcome and is sent again once memcached takes connections. A
+warm restart of memcached closes nginx's connection between the charge
+and the refund.
 --- http_config eval
 CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
                            '127.0.0.1:19890 timeout=300ms retry_timeout=1s')
