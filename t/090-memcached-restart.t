@@ -166,7 +166,7 @@ that connection was a read (nothing is written on a connection before its
 "stats" names the memcached instance), so the refund fails without an
 unknown outcome and is sent again once memcached takes connections. A
 warm restart of memcached closes nginx's connection between the charge
-and the refund.
+and the refund; the upstream answers 500 only once memcached is full.
 --- http_config eval
 CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
                            '127.0.0.1:19890 timeout=300ms retry_timeout=1s')
@@ -181,7 +181,16 @@ CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
 main::memcached_down();
 unlink $main::State, "$main::State.meta";
 main::memcached_up("-m 64 -c 30 -e $main::State");
-my $slow = CreditTest::failing_upstream(19891, 1.5);
+my $go = "/tmp/credit-test-090-4.go";
+unlink $go;
+my $slow = CreditTest::serve(19891, sub {
+    my ($c) = @_;
+    sysread($c, my $req, 65536);
+    my $until = Time::HiRes::time() + 20;
+    Time::HiRes::sleep(0.02) until -e $go || Time::HiRes::time() > $until;
+    syswrite($c, "HTTP/1.0 500 Internal Server Error\r\n"
+                 . "Content-Length: 5\r\n\r\nboom\n");
+});
 CreditTest::grant('t090-full', 100);
 my $s = CreditTest::start_request('/v1/background-removal', 't090-full');
 Time::HiRes::sleep(0.3);
@@ -196,7 +205,10 @@ Time::HiRes::sleep(0.1);
 Test::More::like(CreditTest::memcached("mn\r\n", 19890) // '',
                  qr/^ERROR Too many open connections\r\n/,
                  "memcached takes no more connections");
+open my $flag, '>', $go or die "$go: $!";
+close $flag;
 my ($code) = CreditTest::finish_request($s);
+unlink $go;
 Test::More::is($code, 500, "the upstream failed: the refund is due now");
 Time::HiRes::sleep(0.3);
 my $mine = shift @held;
