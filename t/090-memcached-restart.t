@@ -226,6 +226,8 @@ Test::More::like($bal, qr/\r\n100 0\r\n/,
                  "the refund landed ${waited}s after memcached took connections again");
 my $dir = $ENV{TEST_NGINX_PROJECT_DIR};
 my $check = `$dir/scripts/check-memcached 127.0.0.1:19890`;
+Test::More::like($check, qr/, [1-9]\d* connections? \(-c 30\)$/m,
+                 "scripts/check-memcached counts the connections open");
 Test::More::like($check, qr/warn  \d+ connections refused at its limit of 30 \(raise -c\)/,
                  "scripts/check-memcached tells of the refused connections");
 CreditTest::stop($slow);
