@@ -109,6 +109,8 @@ static void ngx_http_credit_refused(ngx_http_credit_server_t *s, u_char *p,
     size_t len);
 static uint64_t ngx_http_credit_flag(u_char *p, u_char *last, u_char flag);
 static void ngx_http_credit_server_timeout(ngx_http_credit_server_t *s);
+static void ngx_http_credit_server_down(ngx_http_credit_server_t *s,
+    const char *reason, ngx_uint_t n);
 static void ngx_http_credit_fail_ops(ngx_queue_t *ops, const char *err);
 static void ngx_http_credit_server_fail(ngx_http_credit_server_t *s,
     const char *reason, ngx_uint_t mark_down);
@@ -1031,14 +1033,7 @@ ngx_http_credit_server_timeout(ngx_http_credit_server_t *s)
 
     if (s->c) {
         if (n) {
-            ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
-                          "credit: memcached timed out (%V), %ui "
-                          "operation%s failed", &s->addr->name, n,
-                          n == 1 ? "" : "s");
-
-            ngx_http_credit_stats_mc_failure();
-
-            s->down_until = ngx_time() + s->mc->retry_timeout;
+            ngx_http_credit_server_down(s, "memcached timed out", n);
         }
 
         ngx_add_timer(s->c->read, s->mc->timeout);
@@ -1095,13 +1090,7 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     }
 
     if (mark_down) {
-        ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
-                      "credit: %s (%V), %ui operation%s failed", reason,
-                      &s->addr->name, n, n == 1 ? "" : "s");
-
-        ngx_http_credit_stats_mc_failure();
-
-        s->down_until = ngx_time() + s->mc->retry_timeout;
+        ngx_http_credit_server_down(s, reason, n);
     }
 
     if (s->c) {
@@ -1135,6 +1124,26 @@ ngx_http_credit_server_fail(ngx_http_credit_server_t *s, const char *reason,
     s->nsent = 0;
 
     ngx_http_credit_fail_ops(&failed, reason);
+}
+
+
+/*
+ * A server failed with n operations (not counting its "stats" and the
+ * timed out ones): logged, counted for credit_stats, and left alone for
+ * retry_timeout.
+ */
+
+static void
+ngx_http_credit_server_down(ngx_http_credit_server_t *s, const char *reason,
+    ngx_uint_t n)
+{
+    ngx_log_error(NGX_LOG_ERR, s->mc->log, 0,
+                  "credit: %s (%V), %ui operation%s failed", reason,
+                  &s->addr->name, n, n == 1 ? "" : "s");
+
+    ngx_http_credit_stats_mc_failure();
+
+    s->down_until = ngx_time() + s->mc->retry_timeout;
 }
 
 
