@@ -11,7 +11,8 @@
 #                   with the module's object reuse off, then on; then
 #                   against an UndefinedBehaviorSanitizer one
 #   make static     build the module statically into nginx's source tree
-#                   (and run the suite against it)
+#                   (and run the suite against it); NGINX_SUITE=trixie
+#                   does it with Debian trixie's nginx (1.26) instead
 #   make bench      plain proxy vs metered proxy, with wrk
 #   make bench-no-store  the same with a build whose charges skip memcached
 #                   (the module's own cost, apart from the round trip)
@@ -33,6 +34,8 @@ SOURCES        := config $(wildcard ngx_http_credit_module/*.[ch])
 NGINX_BIN      ?= /usr/sbin/nginx
 MEMCACHED_PORT ?= 11311
 TEST_FILES     ?= t/*.t
+NGINX_SUITE    ?= bookworm
+STATIC         := $(BUILD)/nginx-static$(if $(filter-out bookworm,$(NGINX_SUITE)),-$(NGINX_SUITE))
 
 export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
 
@@ -107,9 +110,10 @@ check-mem: setup
 # and the fuzz targets do, so that a change to the build that breaks them
 # shows here
 static: setup
-	@./scripts/build-static
-	@./scripts/build-harness bench-body $(BUILD) >/dev/null
-	@TEST_NGINX_BINARY=$(BUILD)/nginx-static/objs/nginx TEST_NGINX_LOAD_MODULES= \
+	@NGINX_SUITE=$(NGINX_SUITE) ./scripts/build-static
+	@NGINX_BUILD=$(STATIC) ./scripts/build-harness bench-body $(BUILD) \
+	    >/dev/null
+	@TEST_NGINX_BINARY=$(STATIC)/objs/nginx TEST_NGINX_LOAD_MODULES= \
 	    ./scripts/run-tests $(TEST_FILES)
 
 bench: build
