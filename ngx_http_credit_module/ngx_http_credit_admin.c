@@ -15,11 +15,19 @@ typedef struct {
     ngx_str_t                    account;
     ngx_str_t                    key;
     ngx_uint_t                   type;
+
+    /* why the request was refused, when parsing refused it */
+    ngx_uint_t                   status;
+    char                        *error;
+    char                        *detail;
 } ngx_http_credit_admin_ctx_t;
 
 
 static ngx_int_t ngx_http_credit_admin_parse(ngx_http_request_t *r,
     ngx_http_credit_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_credit_admin_refuse(
+    ngx_http_credit_admin_ctx_t *ctx, ngx_uint_t status, char *error,
+    char *detail);
 static void ngx_http_credit_admin_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_credit_admin_start(ngx_http_request_t *r,
     ngx_http_credit_admin_ctx_t *ctx, int64_t amount);
@@ -41,6 +49,12 @@ ngx_http_credit_admin_handler(ngx_http_request_t *r)
     ctx->request = r;
 
     rc = ngx_http_credit_admin_parse(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_credit_admin_error(r, ctx->status, ctx->error,
+                                           ctx->detail);
+    }
+
     if (rc != NGX_OK) {
         return rc;
     }
@@ -111,7 +125,11 @@ ngx_http_credit_balance_handler(ngx_http_request_t *r)
 }
 
 
-/* ACCOUNT, ACCOUNT/plan or ACCOUNT/pack after the location prefix */
+/*
+ * ACCOUNT, ACCOUNT/plan or ACCOUNT/pack after the location prefix.
+ * NGX_OK: parsed; NGX_DECLINED: refused, and ctx says why (the handler
+ * answers); else an HTTP status.
+ */
 
 static ngx_int_t
 ngx_http_credit_admin_parse(ngx_http_request_t *r,
@@ -134,9 +152,10 @@ ngx_http_credit_admin_parse(ngx_http_request_t *r,
     if ((size_t) (last - p) < core->name.len
         || ngx_strncmp(p, core->name.data, core->name.len) != 0)
     {
-        return ngx_http_credit_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                           "use the location prefix "
-                                           "verbatim");
+        return ngx_http_credit_admin_refuse(ctx, NGX_HTTP_NOT_FOUND,
+                                            "not_found",
+                                            "use the location prefix "
+                                            "verbatim");
     }
 
     p += core->name.len;
@@ -157,8 +176,9 @@ ngx_http_credit_admin_parse(ngx_http_request_t *r,
     }
 
     if (p == last) {
-        return ngx_http_credit_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                           "the path names no account");
+        return ngx_http_credit_admin_refuse(ctx, NGX_HTTP_NOT_FOUND,
+                                            "not_found",
+                                            "the path names no account");
     }
 
     dst = ngx_pnalloc(r->pool, last - p);
@@ -173,9 +193,9 @@ ngx_http_credit_admin_parse(ngx_http_request_t *r,
 
     if (action.len == 0 && slash == NULL) {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-            return ngx_http_credit_admin_error(r, NGX_HTTP_NOT_ALLOWED,
-                                               "method_not_allowed",
-                                               "use GET on an account");
+            return ngx_http_credit_admin_refuse(ctx, NGX_HTTP_NOT_ALLOWED,
+                                                "method_not_allowed",
+                                                "use GET on an account");
         }
 
         ctx->type = NGX_HTTP_CREDIT_OP_GET;
@@ -184,10 +204,10 @@ ngx_http_credit_admin_parse(ngx_http_request_t *r,
 
     if (action.len == 4 && ngx_strncmp(action.data, "plan", 4) == 0) {
         if (r->method != NGX_HTTP_PUT) {
-            return ngx_http_credit_admin_error(r, NGX_HTTP_NOT_ALLOWED,
-                                               "method_not_allowed",
-                                               "use PUT to set plan "
-                                               "credits");
+            return ngx_http_credit_admin_refuse(ctx, NGX_HTTP_NOT_ALLOWED,
+                                                "method_not_allowed",
+                                                "use PUT to set plan "
+                                                "credits");
         }
 
         ctx->type = NGX_HTTP_CREDIT_OP_SET_PLAN;
@@ -196,19 +216,33 @@ ngx_http_credit_admin_parse(ngx_http_request_t *r,
 
     if (action.len == 4 && ngx_strncmp(action.data, "pack", 4) == 0) {
         if (r->method != NGX_HTTP_POST) {
-            return ngx_http_credit_admin_error(r, NGX_HTTP_NOT_ALLOWED,
-                                               "method_not_allowed",
-                                               "use POST to add pack "
-                                               "credits");
+            return ngx_http_credit_admin_refuse(ctx, NGX_HTTP_NOT_ALLOWED,
+                                                "method_not_allowed",
+                                                "use POST to add pack "
+                                                "credits");
         }
 
         ctx->type = NGX_HTTP_CREDIT_OP_ADD_PACK;
         return NGX_OK;
     }
 
-    return ngx_http_credit_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                       "expected ACCOUNT, ACCOUNT/plan or "
-                                       "ACCOUNT/pack");
+    return ngx_http_credit_admin_refuse(ctx, NGX_HTTP_NOT_FOUND, "not_found",
+                                        "expected ACCOUNT, ACCOUNT/plan or "
+                                        "ACCOUNT/pack");
+}
+
+
+/* parsing refused the request: the handler answers with this */
+
+static ngx_int_t
+ngx_http_credit_admin_refuse(ngx_http_credit_admin_ctx_t *ctx,
+    ngx_uint_t status, char *error, char *detail)
+{
+    ctx->status = status;
+    ctx->error = error;
+    ctx->detail = detail;
+
+    return NGX_DECLINED;
 }
 
 

@@ -69,6 +69,8 @@ credit: balance of "t060-2" is now plan 2100, pack 0
 [405, 405, 405, 405]
 --- response_body_like eval
 ["method_not_allowed", "method_not_allowed", "method_not_allowed", "method_not_allowed"]
+--- no_error_log
+[alert]
 
 
 
@@ -79,6 +81,8 @@ credit: balance of "t060-2" is now plan 2100, pack 0
 [404, 404]
 --- response_body_like eval
 ["not_found", "not_found"]
+--- no_error_log
+[alert]
 
 
 

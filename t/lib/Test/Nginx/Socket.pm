@@ -464,6 +464,31 @@ sub run_test {
     for my $rep (1 .. $RepeatEach) {
         run_requests($block);
     }
+
+    check_alerts($block);
+}
+
+# Stricter than upstream, which only prints a WARNING for such lines: an
+# [alert] or [crit] line in the block's whole error log fails the block
+# unless one of its --- error_log patterns matches that line (a block that
+# expects one says so).
+sub check_alerts {
+    my ($block) = @_;
+
+    open my $in, '<', $ErrLogFile or return;
+    my @alerts = grep { /\[(?:alert|crit)\]/ } <$in>;
+    close $in;
+
+    my @pats = as_list($block->error_log);
+    my @unexpected = grep {
+        my $line = $_;
+        !grep { ref $_ ? $line =~ $_ : index($line, $_) >= 0 } @pats;
+    } @alerts;
+
+    Test::More::ok(!@unexpected, $block->name . " - no [alert] or [crit] "
+                                 . "line in error.log that the block does "
+                                 . "not expect");
+    Test::More::diag("unexpected: $_") for @unexpected;
 }
 
 sub pick {
