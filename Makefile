@@ -35,7 +35,8 @@ NGINX_BIN      ?= /usr/sbin/nginx
 MEMCACHED_PORT ?= 11311
 TEST_FILES     ?= t/*.t
 NGINX_SUITE    ?= bookworm
-STATIC         := $(BUILD)/nginx-static$(if $(filter-out bookworm,$(NGINX_SUITE)),-$(NGINX_SUITE))
+SUITE_SUFFIX   := $(if $(filter-out bookworm,$(NGINX_SUITE)),-$(NGINX_SUITE))
+STATIC         := $(BUILD)/nginx-static$(SUITE_SUFFIX)
 
 export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
 

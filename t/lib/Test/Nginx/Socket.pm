@@ -482,7 +482,7 @@ sub check_alerts {
     my @pats = as_list($block->error_log);
     my @unexpected = grep {
         my $line = $_;
-        !grep { ref $_ ? $line =~ $_ : index($line, $_) >= 0 } @pats;
+        !grep { log_match($line, $_) } @pats;
     } @alerts;
 
     Test::More::ok(!@unexpected, $block->name . " - no [alert] or [crit] "
@@ -739,6 +739,12 @@ sub as_list {
     return grep { /\S/ } split /\n/, $v;
 }
 
+# an error_log pattern: a qr// matches, a string is found in the line
+sub log_match {
+    my ($line, $pat) = @_;
+    return ref $pat ? $line =~ $pat : index($line, $pat) >= 0;
+}
+
 sub check_error_log {
     my ($block) = @_;
     my $name = $block->name;
@@ -751,15 +757,13 @@ sub check_error_log {
     };
 
     for my $pat (as_list($block->error_log)) {
-        my $found = grep { ref $pat ? $_ =~ $pat : index($_, $pat) >= 0 }
-                    $lines->();
+        my $found = grep { log_match($_, $pat) } $lines->();
         Test::More::ok($found, "$name - pattern \"$pat\" matches a line "
                                . "in error.log");
     }
 
     for my $pat (as_list($block->no_error_log)) {
-        my ($hit) = grep { ref $pat ? $_ =~ $pat : index($_, $pat) >= 0 }
-                    $lines->();
+        my ($hit) = grep { log_match($_, $pat) } $lines->();
         Test::More::ok(!defined $hit, "$name - pattern \"$pat\" should not "
                                       . "match any line in error.log");
         Test::More::diag("matched: $hit") if defined $hit;
