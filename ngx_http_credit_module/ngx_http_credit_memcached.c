@@ -95,6 +95,8 @@ static ngx_http_credit_server_t *ngx_http_credit_server(
     ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op);
 static ngx_int_t ngx_http_credit_send(ngx_http_credit_server_t *s,
     ngx_http_credit_op_t *op, size_t len, u_char **p);
+static ngx_int_t ngx_http_credit_room(ngx_http_credit_server_t *s,
+    size_t len);
 static void ngx_http_credit_flush(ngx_event_t *ev);
 static ngx_int_t ngx_http_credit_connect(ngx_http_credit_server_t *s);
 static ngx_int_t ngx_http_credit_test_connect(ngx_http_credit_server_t *s);
@@ -403,8 +405,6 @@ static ngx_int_t
 ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
     size_t len, u_char **p)
 {
-    u_char                *buf;
-    size_t                 size, used;
     ngx_http_credit_mc_t  *mc;
 
     mc = s->mc;
@@ -422,34 +422,8 @@ ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
         return NGX_ERROR;
     }
 
-    if ((size_t) (s->out_end - s->out_last) < len) {
-
-        /* compact what was written, then grow */
-
-        used = s->out_last - s->out_pos;
-
-        if (s->out_pos > s->out) {
-            ngx_memmove(s->out, s->out_pos, used);
-            s->out_pos = s->out;
-            s->out_last = s->out + used;
-        }
-
-        if ((size_t) (s->out_end - s->out_last) < len) {
-            size = 2 * (s->out_end - s->out) + len;
-
-            buf = ngx_alloc(size, mc->log);
-            if (buf == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(buf, s->out_pos, used);
-            ngx_free(s->out);
-
-            s->out = buf;
-            s->out_pos = buf;
-            s->out_last = buf + used;
-            s->out_end = buf + size;
-        }
+    if (ngx_http_credit_room(s, len) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     *p = s->out_last;
@@ -461,6 +435,49 @@ ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
     if (!s->flush.posted) {
         ngx_post_event(&s->flush, &ngx_posted_events);
     }
+
+    return NGX_OK;
+}
+
+
+/* len bytes free after what is queued: compact what was written, or grow */
+
+static ngx_int_t
+ngx_http_credit_room(ngx_http_credit_server_t *s, size_t len)
+{
+    u_char  *buf;
+    size_t   size, used;
+
+    if ((size_t) (s->out_end - s->out_last) >= len) {
+        return NGX_OK;
+    }
+
+    used = s->out_last - s->out_pos;
+
+    if (s->out_pos > s->out) {
+        ngx_memmove(s->out, s->out_pos, used);
+        s->out_pos = s->out;
+        s->out_last = s->out + used;
+
+        if ((size_t) (s->out_end - s->out_last) >= len) {
+            return NGX_OK;
+        }
+    }
+
+    size = 2 * (s->out_end - s->out) + len;
+
+    buf = ngx_alloc(size, s->mc->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(buf, s->out_pos, used);
+    ngx_free(s->out);
+
+    s->out = buf;
+    s->out_pos = buf;
+    s->out_last = buf + used;
+    s->out_end = buf + size;
 
     return NGX_OK;
 }
@@ -560,11 +577,13 @@ ngx_http_credit_hello(ngx_http_credit_server_t *s)
     size_t     used;
     ngx_str_t  cmd = ngx_string("stats\r\nstats settings\r\n");
 
-    used = s->out_last - s->out_pos;
+    /* the commands queued while the connection was made may fill it */
 
-    if ((size_t) (s->out_end - s->out_pos) < used + cmd.len) {
+    if (ngx_http_credit_room(s, cmd.len) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    used = s->out_last - s->out_pos;
 
     ngx_memmove(s->out_pos + cmd.len, s->out_pos, used);
     ngx_memcpy(s->out_pos, cmd.data, cmd.len);
