@@ -27,7 +27,11 @@
 
 #define NGX_HTTP_CREDIT_MC_POINTS   160
 #define NGX_HTTP_CREDIT_MC_IN       (64 * 1024)
+
+/* grows as a pass needs; the fuzz target starts it small */
+#ifndef NGX_HTTP_CREDIT_MC_OUT
 #define NGX_HTTP_CREDIT_MC_OUT      (16 * 1024)
+#endif
 
 /*
  * No balance is longer ("PLAN PACK": two numbers of at most 19 digits

@@ -8,20 +8,30 @@
  * store above it replaced by a model that checks what the client owes it:
  * every operation queued is answered exactly once, replies from the
  * server reach operations in the order they were queued, a value handed
- * over lies inside the read buffer, and nothing is left queued at the
- * end.  A connection is a fake one whose recv() returns the input's
- * pieces and whose send() takes everything.
+ * over lies inside the read buffer, nothing is left queued at the end,
+ * the bytes sent are the commands queued, whole and in order, with the
+ * connection's "stats" first (the output buffer starts at 64 bytes here,
+ * so that it grows, and a send() that takes part of it makes it compact
+ * what is left), and a write said to be of unknown outcome was sent
+ * whole.  A connection is a fake one whose recv() returns the input's
+ * pieces and whose send() takes what the input allows.
  *
  * The input: byte 0, bit 0: the connection's "stats" and "stats settings"
- * go first; bit 1: the store cannot keep a ghost (a timed out write); bits
+ * are queued, ahead of the operations, as when a connection is made for
+ * them; bit 1: the store cannot keep a ghost (a timed out write); bits
  * 2-6: how many operations are queued (0-31); bit 7: at most 4 may wait on
  * the server (max_pending), so that some are refused.  Then a byte for
  * each of them: bit 0 set, a write ("ms"), else a read ("mg"); bit 1 set,
- * a write with a token, else one that adds a new item.
+ * a write with a token, else one that adds a new item; bits 2-7: its key
+ * is 4 times that long (at least its name, "k" and its number).  Then a
+ * byte N: send() takes 4 * N bytes, then no more until 'W' below (0xff:
+ * all it is given).
  * The rest is what memcached answers, cut into the pieces recv() returns
  * at each 0xff byte; the byte after a 0xff may be an event: 'T' the reply
  * timeout fires, 'A' it fires after more than 60 s of silence, 'E' the
- * connection is closed, 'R' it is reset, 'Q' one more read is queued.
+ * connection is closed, 'R' it is reset, 'Q' one more read is queued,
+ * 'S' and a byte N: send() takes 4 * N bytes more, then no more until
+ * 'W', the connection is writable again and takes everything.
  */
 
 #define ngx_http_credit_mc_create    fuzz_mc_create
@@ -33,11 +43,14 @@
 #define ngx_http_credit_op_ghost     fuzz_op_ghost
 #define ngx_http_credit_op_lost      fuzz_op_lost
 
+#define NGX_HTTP_CREDIT_MC_OUT       64
+
 #include "harness.h"
 #include "../../ngx_http_credit_module/ngx_http_credit_memcached.c"
 
 
-#define FUZZ_OPS  64
+#define FUZZ_OPS     64
+#define FUZZ_STREAM  (FUZZ_OPS * 2 * (NGX_HTTP_CREDIT_KEY_MAX + 128))
 
 
 typedef struct {
@@ -46,12 +59,16 @@ typedef struct {
     ngx_uint_t             seq;          /* when its command was queued */
     ngx_uint_t             answers;      /* final answers */
     ngx_uint_t             fuzz_ghost;   /* it is a ghost, not an op */
+    size_t                 end;          /* its command's end in stream */
 } fuzz_op_t;
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void fuzz_init(void);
-static fuzz_op_t *fuzz_new_op(ngx_uint_t write, ngx_uint_t exists);
+static fuzz_op_t *fuzz_new_op(ngx_uint_t write, ngx_uint_t exists,
+    size_t key_len);
+static void fuzz_queued(fuzz_op_t *f);
+static void fuzz_check_unsent(void);
 static ssize_t fuzz_recv(ngx_connection_t *c, u_char *buf, size_t size);
 static ssize_t fuzz_send(ngx_connection_t *c, u_char *buf, size_t size);
 static void fuzz_flush(void);
@@ -72,6 +89,10 @@ static ssize_t                    piece_rc;    /* once the piece is read */
 static ngx_uint_t                 in_read;     /* the answers of the read
                                                   handler are in order */
 static volatile u_char            sink;
+static u_char                     stream[FUZZ_STREAM];
+static size_t                     stream_len;  /* the commands queued */
+static size_t                     wire_len;    /* what send() took */
+static size_t                     budget;      /* what send() may take */
 
 
 static void
@@ -121,8 +142,9 @@ fuzz_init(void)
 
 
 static fuzz_op_t *
-fuzz_new_op(ngx_uint_t write, ngx_uint_t exists)
+fuzz_new_op(ngx_uint_t write, ngx_uint_t exists, size_t key_len)
 {
+    u_char     *p;
     ngx_int_t   rc;
     fuzz_op_t  *f;
 
@@ -138,7 +160,15 @@ fuzz_new_op(ngx_uint_t write, ngx_uint_t exists)
     f->id = nops;
     ops[nops++] = f;
 
-    f->op.key_len = ngx_sprintf(f->op.key, "k%ui", f->id) - f->op.key;
+    p = ngx_sprintf(f->op.key, "k%ui", f->id);
+
+    while ((size_t) (p - f->op.key) < ngx_min(key_len,
+                                              NGX_HTTP_CREDIT_KEY_MAX))
+    {
+        *p++ = 'x';
+    }
+
+    f->op.key_len = p - f->op.key;
     f->op.exists = exists;
     f->op.cas = 7;
     f->op.log = ngx_cycle->log;
@@ -150,9 +180,52 @@ fuzz_new_op(ngx_uint_t write, ngx_uint_t exists)
 
     if (rc != NGX_OK) {
         f->answers++;                  /* refused at once: its answer */
+
+    } else {
+        fuzz_queued(f);
     }
 
     return f;
+}
+
+
+/* an op's command was queued: it is the last one in the output buffer */
+
+static void
+fuzz_queued(fuzz_op_t *f)
+{
+    if (stream_len + f->op.cmd_len > FUZZ_STREAM
+        || (size_t) (server->out_last - server->out) < f->op.cmd_len)
+    {
+        fprintf(stderr, "fuzz-replies: a command longer than queued\n");
+        abort();
+    }
+
+    ngx_memcpy(stream + stream_len, server->out_last - f->op.cmd_len,
+               f->op.cmd_len);
+    stream_len += f->op.cmd_len;
+    f->end = stream_len;
+}
+
+
+/* what was queued and not sent is what the output buffer holds */
+
+static void
+fuzz_check_unsent(void)
+{
+    size_t  unsent;
+
+    unsent = server->out_last - server->out_pos;
+
+    if (wire_len + unsent != stream_len
+        || ngx_memcmp(server->out_pos, stream + wire_len, unsent) != 0)
+    {
+        fprintf(stderr, "fuzz-replies: the output buffer lost or changed "
+                "a command (%lu sent, %lu unsent, %lu queued)\n",
+                (unsigned long) wire_len, (unsigned long) unsent,
+                (unsigned long) stream_len);
+        abort();
+    }
 }
 
 
@@ -211,6 +284,7 @@ fuzz_op_reply(ngx_http_credit_op_t *op, ngx_http_credit_reply_t *reply)
         f->seq = ++seq;
 
         if (fuzz_mc_gets(mc, op) == NGX_OK) {
+            fuzz_queued(f);
             return;
         }
     }
@@ -238,6 +312,7 @@ fuzz_op_ghost(ngx_http_credit_op_t *op)
     g->id = f->id;
     g->seq = f->seq;
     g->fuzz_ghost = 1;
+    g->end = f->end;
     g->op.expect = op->expect;
     g->op.cmd_len = op->cmd_len;
     g->op.ghost = 1;
@@ -254,6 +329,18 @@ fuzz_op_ghost(ngx_http_credit_op_t *op)
 void
 fuzz_op_lost(ngx_http_credit_op_t *op, const char *err)
 {
+    fuzz_op_t  *f;
+
+    f = (fuzz_op_t *) op;
+
+    /* a ghost's "end" is its op's */
+
+    if (f->end > wire_len) {
+        fprintf(stderr, "fuzz-replies: op %lu said to be of unknown outcome "
+                "but not sent whole\n", (unsigned long) f->id);
+        abort();
+    }
+
     op->in_doubt = 1;
 }
 
@@ -278,7 +365,28 @@ fuzz_recv(ngx_connection_t *c, u_char *buf, size_t size)
 static ssize_t
 fuzz_send(ngx_connection_t *c, u_char *buf, size_t size)
 {
-    return size;
+    size_t  n;
+
+    if (budget == 0) {
+        c->write->ready = 0;
+        return NGX_AGAIN;
+    }
+
+    n = ngx_min(size, budget);
+    budget -= n;
+
+    if (wire_len + n > stream_len
+        || ngx_memcmp(buf, stream + wire_len, n) != 0)
+    {
+        fprintf(stderr, "fuzz-replies: send() got bytes that are not the "
+                "commands queued, in order (at %lu)\n",
+                (unsigned long) wire_len);
+        abort();
+    }
+
+    wire_len += n;
+
+    return n;
 }
 
 
@@ -299,7 +407,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     u_char              ev;
-    ngx_uint_t          i, n, more;
+    ngx_uint_t          i, n, more, hello;
     const uint8_t      *p, *end, *next;
     static ngx_uint_t   init;
 
@@ -349,17 +457,54 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     no_ghosts = (*p & 2) != 0;
     n = (*p >> 2) & 31;
     mc->max_pending = (*p & 0x80) ? 4 : 1000;
+    hello = *p & 1;
 
-    if ((*p & 1) && ngx_http_credit_hello(server) != NGX_OK) {
+    /* the output buffer of a new server, as small as it starts here */
+
+    ngx_free(server->out);
+    server->out = ngx_alloc(NGX_HTTP_CREDIT_MC_OUT, ngx_cycle->log);
+    if (server->out == NULL) {
         abort();
     }
+
+    server->out_pos = server->out;
+    server->out_last = server->out;
+    server->out_end = server->out + NGX_HTTP_CREDIT_MC_OUT;
+
+    stream_len = 0;
+    wire_len = 0;
+    budget = (size_t) -1;
 
     p++;
 
     for (i = 0; i < n && p < end; i++, p++) {
-        (void) fuzz_new_op(*p & 1, (*p & 2) != 0);
+        (void) fuzz_new_op(*p & 1, (*p & 2) != 0, 4 * (*p >> 2));
     }
 
+    if (p < end) {
+        budget = (*p == 0xff) ? (size_t) -1 : 4 * (size_t) *p;
+        p++;
+    }
+
+    /* as ngx_http_credit_connect() does, after they were queued */
+
+    if (hello) {
+        if (ngx_http_credit_hello(server) != NGX_OK
+            || stream_len + server->hello.cmd_len > FUZZ_STREAM)
+        {
+            abort();
+        }
+
+        ngx_memmove(stream + server->hello.cmd_len, stream, stream_len);
+        ngx_memcpy(stream, server->out_pos, server->hello.cmd_len);
+        stream_len += server->hello.cmd_len;
+
+        for (i = 0; i < nops; i++) {
+            ops[i]->end += server->hello.cmd_len;
+        }
+    }
+
+    fuzz_check_unsent();
     fuzz_flush();
 
     /* the replies, piece by piece */
@@ -388,7 +533,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 'T':
         case 'A':
         case 'Q':
+        case 'W':
             more = 1;
+            break;
+        case 'S':
+            more = 2;
             break;
         }
 
@@ -411,11 +560,32 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         if (server->c && ev == 'Q') {
-            (void) fuzz_new_op(0, 0);
+            (void) fuzz_new_op(0, 0, 0);
             fuzz_flush();
         }
 
+        if (server->c && ev == 'S') {
+            budget = (next + 2 < end) ? 4 * (size_t) next[2] : 0;
+        }
+
+        if (server->c && ev == 'W') {
+
+            /* as epoll reports the socket writable */
+
+            budget = (size_t) -1;
+            conn_write.ready = 1;
+            ngx_http_credit_write_handler(&conn_write);
+        }
+
+        if (server->c) {
+            fuzz_check_unsent();
+        }
+
         p = (next < end) ? next + 1 + more : end;
+    }
+
+    if (server->c) {
+        fuzz_check_unsent();
     }
 
     /* the end: what is still queued fails, as when a worker exits */
