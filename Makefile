@@ -24,6 +24,8 @@
 #   make faults     reload, upstream failures, memcached restart and stall
 #                   under load, with the books reconciled after each run
 #   make faults-mem the same against an AddressSanitizer nginx + module
+#   make coverage   the suite against a gcov build: the module's lines
+#                   that ran, per file (COVERAGE_FAULTS=1: and scripts/faults)
 #   make fuzz       the libFuzzer targets, FUZZ_SECONDS each
 
 SHELL          := /bin/bash
@@ -43,7 +45,7 @@ export TEST_NGINX_MEMCACHED_PORT ?= $(MEMCACHED_PORT)
 
 .PHONY: all build setup demo stop test test-upstream check-mem static bench \
 	bench-no-store bench-lua bench-split bench-hard fuzz faults faults-mem \
-	clean
+	coverage clean
 
 all: build
 
@@ -159,6 +161,9 @@ faults-mem: setup
 
 fuzz:
 	@./scripts/fuzz
+
+coverage: setup
+	@TEST_FILES="$(TEST_FILES)" ./scripts/coverage
 
 clean:
 	rm -rf $(BUILD) t/servroot t/servroot-*
