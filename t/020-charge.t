@@ -291,3 +291,51 @@ X-API-Key: t020-12
  "ok POST /v1/background-removal\n",
  qq({"error":"insufficient_credits","route":"product-reels","cost":400,"remaining":90,"detail":"the balance is below the cost of this request"}\n),
  "t020-12 90\nt020-12 90\n"]
+
+
+
+=== TEST 13: a subrequest into a metered location is not charged
+The request is charged once, not again for its mirror into a metered
+location; an SSI include of a metered location is not charged either
+(without the module's test for a subrequest it was: 75 left, not 80).
+--- config eval
+$CreditTest::DefaultConfig . <<'_EOC_'
+    location = /v1/mirrored {
+        credit on;
+        credit_account $http_x_api_key;
+        mirror /v1/background-removal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/v1/background-removal;
+    }
+    location = /page {
+        ssi on;
+        default_type text/html;
+        return 200 '[<!--# include virtual="/v1/background-removal" -->]';
+    }
+    location = /credit-stats { credit_stats; }
+_EOC_
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: mirrored
+    match: { path: /v1/mirrored }
+    cost: 20
+  - name: background-removal
+    match: { path: /v1/background-removal }
+    cost: 5
+--- more_headers
+X-API-Key: t020-13
+--- request eval
+["PUT /credit-admin/t020-13/plan\n100",
+ "POST /v1/mirrored",
+ "GET /page",
+ "GET /credit-admin/t020-13",
+ "GET /credit-stats"]
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body eval
+[qq({"account":"t020-13","plan":100,"pack":0,"total":100}\n),
+ "ok POST /v1/background-removal\n",
+ "[ok GET /v1/background-removal\n]",
+ qq({"account":"t020-13","plan":80,"pack":0,"total":80}\n),
+ qq({"requests":{"charged":1,"refunded":0,"free":0,"insufficient":0,"invalid":0,"unpriced":0,"missing_account":0,"unmetered":0,"error":0},"credits":{"charged":20,"refunded":0},"memcached":{"failures":0}}\n)]
