@@ -581,7 +581,7 @@ ngx_http_credit_hello(ngx_http_credit_server_t *s)
     size_t     used;
     ngx_str_t  cmd = ngx_string("stats\r\nstats settings\r\n");
 
-    /* the commands queued while the connection was made may fill it */
+    /* the commands queued before the connection was made may fill it */
 
     if (ngx_http_credit_room(s, cmd.len) != NGX_OK) {
         return NGX_ERROR;
