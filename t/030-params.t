@@ -248,3 +248,100 @@ X-API-Key: t030-11
 --- response_headers eval
 ["", "X-Credits-Cost: 6", "X-Credits-Cost: 6", "X-Credits-Cost: 6",
  "X-Credits-Cost: 1", "X-Credits-Cost: 1", "X-Credits-Cost: 1", ""]
+
+
+
+=== TEST 12: integer signs, costs past the limit, the other boolean spellings
+An integer may carry a sign (a "+" in a query string is a space, so
+%2B); a negative count in `times` is refused, as is a count or an `add`
+that takes the cost past 10^15 (the most a charge may be; exactly 10^15
+is a cost like any other). "on", "off", "no" and any case of the words
+are booleans too.
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: gen
+    match: { path: /v1/gen }
+    params:
+      n:  { from: query, type: integer, default: 1 }
+      hd: { from: query, type: boolean, default: false }
+    cost: { base: 100, times: [n], add: { hd: 5 } }
+--- more_headers
+X-API-Key: t030-12
+--- request eval
+["PUT /credit-admin/t030-12/plan\n100000",
+ "GET /v1/gen?n=%2B3", "GET /v1/gen?n=-3", "GET /v1/gen?n=-0",
+ "GET /v1/gen?n=10000000000000", "GET /v1/gen?n=10000000000001",
+ "GET /v1/gen?n=10000000000000&hd=on",
+ "GET /v1/gen?hd=ON", "GET /v1/gen?hd=Off", "GET /v1/gen?hd=no",
+ "GET /v1/gen?hd=nope",
+ "GET /credit-admin/t030-12"]
+--- error_code eval
+[200, 200, 400, 200, 402, 400, 400, 200, 200, 200, 400, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 300", "", "X-Credits-Cost: 0", "", "", "",
+ "X-Credits-Cost: 105", "X-Credits-Cost: 100", "X-Credits-Cost: 100",
+ "", ""]
+--- response_body eval
+[qq({"account":"t030-12","plan":100000,"pack":0,"total":100000}\n),
+ "ok GET /v1/gen\n",
+ qq({"error":"invalid_parameter","route":"gen","param":"n","detail":"must not be negative"}\n),
+ "ok GET /v1/gen\n",
+ qq({"error":"insufficient_credits","route":"gen","cost":1000000000000000,"remaining":99700,"detail":"the balance is below the cost of this request"}\n),
+ qq({"error":"invalid_parameter","route":"gen","param":"n","detail":"makes the cost too large"}\n),
+ qq({"error":"invalid_parameter","route":"gen","param":"hd","detail":"makes the cost too large"}\n),
+ "ok GET /v1/gen\n", "ok GET /v1/gen\n", "ok GET /v1/gen\n",
+ qq({"error":"invalid_parameter","route":"gen","param":"hd","detail":"must be a boolean (true or false)"}\n),
+ qq({"account":"t030-12","plan":99395,"pack":0,"total":99395}\n)]
+
+
+
+=== TEST 13: a header parameter among many headers, and given twice
+nginx keeps a request's headers in blocks of 20: the parameter is found
+in a later block, and a second one there is refused like any repeat.
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: gen
+    match: { path: /v1/gen }
+    params:
+      quality: { from: header, key: X-Quality, values: [standard, hd] }
+    cost: { by: quality, table: { standard: 1, hd: 2 } }
+--- more_headers eval
+join '', map({ "X-Filler-$_: $_\n" } 1 .. 30),
+     "X-API-Key: t030-13\nX-Quality: hd\n"
+--- request eval
+["PUT /credit-admin/t030-13/plan\n100",
+ "GET /v1/gen",
+ "GET /credit-admin/t030-13"]
+--- error_code eval
+[200, 200, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 2", ""]
+--- response_body eval
+[qq({"account":"t030-13","plan":100,"pack":0,"total":100}\n),
+ "ok GET /v1/gen\n",
+ qq({"account":"t030-13","plan":98,"pack":0,"total":98}\n)]
+
+
+
+=== TEST 14: the same header twice, the second past the first 20
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: gen
+    match: { path: /v1/gen }
+    params:
+      quality: { from: header, key: X-Quality, values: [standard, hd] }
+    cost: { by: quality, table: { standard: 1, hd: 2 } }
+--- more_headers eval
+"X-API-Key: t030-14\nX-Quality: hd\n"
+. join('', map({ "X-Filler-$_: $_\n" } 1 .. 30)) . "X-Quality: standard\n"
+--- request
+GET /v1/gen
+--- error_code: 400
+--- response_body
+{"error":"invalid_parameter","route":"gen","param":"quality","detail":"is given more than once"}
