@@ -345,3 +345,40 @@ GET /v1/gen
 --- error_code: 400
 --- response_body
 {"error":"invalid_parameter","route":"gen","param":"quality","detail":"is given more than once"}
+
+
+
+=== TEST 15: a value the table or the tiers do not price is a 400
+A parameter without `values` may take any value; one that its `table`
+has no entry for, or that is above the last `upto` of tiers without an
+open last tier, has no price.
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: sized
+    match: { path: /v1/sized }
+    params:
+      size: { from: query }
+    cost: { by: size, table: { s: 1, m: 2 } }
+  - name: tiered
+    match: { path: /v1/tiered }
+    params:
+      w: { from: query, type: integer }
+    cost: { by: w, tiers: [ { upto: 10, cost: 1 } ] }
+--- more_headers
+X-API-Key: t030-15
+--- request eval
+["PUT /credit-admin/t030-15/plan\n100",
+ "GET /v1/sized?size=m", "GET /v1/sized?size=xl",
+ "GET /v1/tiered?w=10", "GET /v1/tiered?w=11",
+ "GET /credit-admin/t030-15"]
+--- error_code eval
+[200, 200, 400, 200, 400, 200]
+--- response_body eval
+[qq({"account":"t030-15","plan":100,"pack":0,"total":100}\n),
+ "ok GET /v1/sized\n",
+ qq({"error":"invalid_parameter","route":"sized","param":"size","detail":"has no price for \\"xl\\""}\n),
+ "ok GET /v1/tiered\n",
+ qq({"error":"invalid_parameter","route":"tiered","param":"w","detail":"has no price for \\"11\\""}\n),
+ qq({"account":"t030-15","plan":97,"pack":0,"total":97}\n)]
