@@ -310,8 +310,8 @@ routes:
       quality: { from: header, key: X-Quality, values: [standard, hd] }
     cost: { by: quality, table: { standard: 1, hd: 2 } }
 --- more_headers eval
-join '', map({ "X-Filler-$_: $_\n" } 1 .. 30),
-     "X-API-Key: t030-13\nX-Quality: hd\n"
+CORE::join('', map({ "X-Filler-$_: $_\n" } 1 .. 30),
+           "X-API-Key: t030-13\nX-Quality: hd\n")
 --- request eval
 ["PUT /credit-admin/t030-13/plan\n100",
  "GET /v1/gen",
@@ -339,7 +339,7 @@ routes:
     cost: { by: quality, table: { standard: 1, hd: 2 } }
 --- more_headers eval
 "X-API-Key: t030-14\nX-Quality: hd\n"
-. join('', map({ "X-Filler-$_: $_\n" } 1 .. 30)) . "X-Quality: standard\n"
+. CORE::join('', map({ "X-Filler-$_: $_\n" } 1 .. 30)) . "X-Quality: standard\n"
 --- request
 GET /v1/gen
 --- error_code: 400
