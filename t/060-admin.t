@@ -186,3 +186,35 @@ PUT /credit-admin/t060-12/plan
 {"account":"t060-12","plan":500,"pack":350,"total":850}
 --- error_log
 credit: balance of "t060-12" is now plan 500, pack 350
+
+
+
+=== TEST 13: spaces and newlines around the amount, a query string, the prefix verbatim
+What `echo 250 | curl --data-binary @-` sends (a newline after the
+number) is an amount like any other (sent raw here: the test runners
+trim a request body); the query string is no part of the account; a
+body longer than any amount is refused unread; and the location's
+prefix must be written as it is, not percent-encoded.
+--- init
+my ($st, $h, $body) = CreditTest::request('PUT',
+    '/credit-admin/t060-13/plan', {}, " 250\r\n");
+Test::More::is("$st $body",
+    qq(200 {"account":"t060-13","plan":250,"pack":0,"total":250}\n),
+    'spaces and CRLF around the amount');
+($st, $h, $body) = CreditTest::request('POST',
+    '/credit-admin/t060-13/pack?source=billing', {}, "\t50\n");
+Test::More::is("$st $body",
+    qq(200 {"account":"t060-13","plan":250,"pack":50,"total":300}\n),
+    'a tab, a newline and a query string');
+--- request eval
+["POST /credit-admin/t060-13/pack\n" . ('0' x 70) . "1",
+ "GET /credit%2Dadmin/t060-13",
+ "GET /credit-admin/t060-13?pretty=1"]
+--- error_code eval
+[400, 404, 200]
+--- response_body eval
+[qq({"error":"invalid_amount","detail":"the body must be a non-negative integer"}\n),
+ qq({"error":"not_found","detail":"use the location prefix verbatim"}\n),
+ qq({"account":"t060-13","plan":250,"pack":50,"total":300}\n)]
+--- no_error_log
+[alert]
