@@ -647,3 +647,135 @@ routes:
 --- must_die
 --- error_log eval
 qr{credits\.yaml:4: invalid regex "\^/a\)bc": pcre2?_compile\(\) failed: [^"]+ in "\^/a\)bc" at "\)bc" \(route "a"\) in }
+
+=== TEST 46: credit_memcached: max_batch must be 1 to 1024
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT max_batch=0;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log eval
+qr/invalid parameter "max_batch=0" in \S+nginx\.conf:\d+/
+
+
+=== TEST 47: credit_memcached: max_batch above 1024
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT max_batch=1025;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+invalid parameter "max_batch=1025"
+
+
+=== TEST 48: credit_memcached: a cache under 64k
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT cache=32k;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+invalid parameter "cache=32k"
+
+
+=== TEST 49: credit_memcached: a cache size that is no size
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT cache=big;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+invalid parameter "cache=big"
+
+
+=== TEST 50: credit_memcached: max_pending of 0
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT max_pending=0;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+invalid parameter "max_pending=0"
+
+
+=== TEST 51: credit_memcached: a timeout of 0
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT timeout=0;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+invalid parameter "timeout=0"
+
+
+=== TEST 52: credit_memcached: a connect_timeout that is no time
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT connect_timeout=soon;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+invalid parameter "connect_timeout=soon"
+
+
+=== TEST 53: credit_memcached: a retry_timeout of 0
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT retry_timeout=0s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+invalid parameter "retry_timeout=0s"
+
+
+=== TEST 54: credit_memcached: an option it does not know
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT wait=5s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+invalid parameter "wait=5s"
+
+
+=== TEST 55: credit_memcached: the same server twice
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+duplicate memcached server "127.0.0.1:
+
+
+=== TEST 56: credit_memcached: options and no server
+--- http_config
+    credit_memcached timeout=1s cache=off;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+"credit_memcached" directive needs at least one server
+
+
+=== TEST 57: credit_memcached: credit_memcached twice
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+"credit_memcached" directive is duplicate

@@ -174,3 +174,55 @@ Test::More::is("$st $h->{'x-credits-remaining'}", "200 980", "the outside grant 
 GET /credit-admin/t070-5-1
 --- response_body
 {"account":"t070-5-1","plan":980,"pack":0,"total":980}
+
+
+
+=== TEST 7: without the balance cache: exact, and every charge reads its balance
+cache=off: the storm of TEST 1 still lets exactly 20 through, and ten
+charges one after the other make ten reads in memcached (with the cache,
+TEST 6's outside grant shows, a charge writes on the token it holds).
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT cache=off;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+CreditTest::grant('t070-7', 600, 400);
+my @res = main::storm('t070-7', '/v1/image-enhance', 200);
+Test::More::is(main::count(200, @res), 20, "20 requests charged");
+Test::More::is(main::count(402, @res), 180, "180 refused with 402");
+CreditTest::grant('t070-7b', 1000, 0);
+my ($before) = CreditTest::memcached("stats\r\n") =~ /STAT cmd_get (\d+)/;
+my @st = map { (CreditTest::request('POST', '/v1/image-enhance',
+                                    { 'X-API-Key' => 't070-7b' }))[0] } 1 .. 10;
+my ($after) = CreditTest::memcached("stats\r\n") =~ /STAT cmd_get (\d+)/;
+Test::More::is("@st", join(' ', (200) x 10), "ten charges one after the other");
+Test::More::is($after - $before, 10, "ten reads of the balance");
+--- request
+GET /credit-admin/t070-7b
+--- response_body
+{"account":"t070-7b","plan":500,"pack":0,"total":500}
+
+
+
+=== TEST 8: one charge an account a round trip (max_batch=1): still exact
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT max_batch=1;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+CreditTest::grant('t070-8', 600, 400);
+my @res = main::storm('t070-8', '/v1/image-enhance', 200);
+Test::More::is(main::count(200, @res), 20, "20 requests charged");
+Test::More::is(main::count(402, @res), 180, "180 refused with 402");
+--- request
+GET /credit-admin/t070-8
+--- response_body
+{"account":"t070-8","plan":0,"pack":0,"total":0}
