@@ -779,3 +779,50 @@ duplicate memcached server "127.0.0.1:
 --- must_die
 --- error_log
 "credit_memcached" directive is duplicate
+
+
+=== TEST 58: credit_key_prefix over 100 bytes
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; credit_key_prefix "ppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp"; return 200; }
+--- must_die
+--- error_log
+credit_key_prefix "ppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp" is longer than 100 bytes
+
+
+=== TEST 59: credit_matrix twice in one place
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key;
+        credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+        credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml; return 200; }
+--- must_die
+--- error_log
+"credit_matrix" directive is duplicate
+
+
+=== TEST 60: credit_refund_status twice in one place
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key;
+        credit_refund_status 502; credit_refund_status 504; return 200; }
+--- must_die
+--- error_log
+"credit_refund_status" directive is duplicate
+
+
+=== TEST 61: credit_admin and credit_balance in one location
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- config
+    location /credit-admin/ { credit_admin; credit_balance; credit_account $http_x_api_key; }
+--- must_die
+--- error_log
+"credit_balance" directive is duplicate
