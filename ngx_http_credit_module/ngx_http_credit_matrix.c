@@ -324,25 +324,42 @@ ngx_http_credit_integer(ngx_http_credit_yaml_t *y, yaml_node_t *node,
         p++;
     }
 
-    if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE
-        || p == last || last - p > 16)
-    {
+    if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+        return ngx_http_credit_error(y, node, "%s must be an integer, not "
+                                     "the quoted string \"%V\"", what, &s);
+    }
+
+    if (p == last) {
         goto invalid;
     }
+
+    /* past the limit it stops growing: no overflow */
 
     for (v = 0; p < last; p++) {
         if (*p < '0' || *p > '9') {
             goto invalid;
         }
 
-        v = v * 10 + (*p - '0');
+        if (v <= NGX_HTTP_CREDIT_MAX_COST) {
+            v = v * 10 + (*p - '0');
+        }
+    }
+
+    if (v > NGX_HTTP_CREDIT_MAX_COST) {
+        if (neg) {
+            goto invalid;
+        }
+
+        return ngx_http_credit_error(y, node, "%s must be at most %L, not "
+                                     "\"%V\"", what,
+                                     (int64_t) NGX_HTTP_CREDIT_MAX_COST, &s);
     }
 
     if (neg) {
         v = -v;
     }
 
-    if (v < min || v > NGX_HTTP_CREDIT_MAX_COST) {
+    if (v < min) {
         goto invalid;
     }
 

@@ -826,3 +826,490 @@ credit_key_prefix "ppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp
 --- must_die
 --- error_log
 "credit_balance" directive is duplicate
+
+
+=== TEST 62: matrix: the matrix is not a mapping
+--- user_files
+>>> credits.yaml
+- version: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:1: the matrix must be a mapping
+
+
+=== TEST 63: matrix: routes missing
+--- user_files
+>>> credits.yaml
+version: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:1: "routes" is missing
+
+
+=== TEST 64: matrix: routes not a list
+--- user_files
+>>> credits.yaml
+version: 1
+routes: { a: 1 }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:2: "routes" must be a list
+
+
+=== TEST 65: matrix: a route without a name
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - match: { path: /a }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:3: route without a "name"
+
+
+=== TEST 66: matrix: an empty route name
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: ''
+    match: { path: /a }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:3: empty route name
+
+
+=== TEST 67: matrix: a name that is not a scalar
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: [a]
+    match: { path: /a }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:3: "name" must be a scalar
+
+
+=== TEST 68: matrix: a route without a cost
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:3: route without a "cost"
+
+
+=== TEST 69: matrix: params not a mapping
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params: [n]
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "params" must be a mapping
+
+
+=== TEST 70: matrix: an empty method list
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { method: [], path: /a }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:4: empty "method" list
+
+
+=== TEST 71: matrix: a method that is no method
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { method: get, path: /a }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:4: invalid method "get"
+
+
+=== TEST 72: matrix: an empty path
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: '' }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:4: empty match pattern
+
+
+=== TEST 73: matrix: a path without its slash
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { prefix: v1/ }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:4: path "v1/" must start with "/"
+
+
+=== TEST 74: matrix: a cost in quotes
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: '7'
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "cost" must be an integer, not the quoted string "7"
+
+
+=== TEST 75: matrix: a parameter without from
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { type: integer }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: parameter "n" has no "from"
+
+
+=== TEST 76: matrix: an empty key
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, key: '' }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: empty "key"
+
+
+=== TEST 77: matrix: an empty values list
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, values: [] }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: "values" must be a non-empty list
+
+
+=== TEST 78: matrix: a parameter twice
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query }
+      n: { from: header }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: duplicate parameter "n"
+
+
+=== TEST 79: matrix: base with a table
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, values: [x] }
+    cost: { base: 1, table: { x: 1 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: "table" and "tiers" go with "by", not "base"
+
+
+=== TEST 80: matrix: by with both table and tiers
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, type: integer, values: [1] }
+    cost: { by: n, table: { 1: 1 }, tiers: [ { cost: 1 } ] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: "by" needs exactly one of "table" or "tiers"
+
+
+=== TEST 81: matrix: an empty table
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, values: [x] }
+    cost: { by: n, table: {} }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: "table" must be a non-empty mapping
+
+
+=== TEST 82: matrix: a table entry twice
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query }
+    cost: { by: n, table: { x: 1, 'x': 2 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: duplicate table entry "x"
+
+
+=== TEST 83: matrix: a table without the default's price
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, default: z }
+    cost: { by: n, table: { x: 1 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: the table has no price for "z", the default of parameter "n"
+
+
+=== TEST 84: matrix: a by list of one
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, values: [x] }
+    cost: { by: [n], table: { x: 1 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: a "by" list names 2 to 4 parameters
+
+
+=== TEST 85: matrix: a by-list key with too few values
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, values: [x] }
+      m: { from: query, values: [y] }
+    cost: { by: [n, m], table: { x: 1 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:8: table key "x" needs 2 comma-separated values
+
+
+=== TEST 86: matrix: empty tiers
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, type: integer }
+    cost: { by: n, tiers: [] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: "tiers" must be a non-empty list
+
+
+=== TEST 87: matrix: a tier without a cost
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, type: integer }
+    cost: { by: n, tiers: [ { upto: 5 } ] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: tier without a "cost"
+
+
+=== TEST 88: matrix: times that is not a list
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, type: integer }
+    cost: { base: 1, times: n }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: "times" must be a list of parameter names
+
+
+=== TEST 89: matrix: add that is not a mapping
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      hd: { from: query, type: boolean }
+    cost: { base: 1, add: [hd] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:7: "add" must be a mapping of boolean parameters to credits
+
+
+=== TEST 90: matrix: a cost past 10^15
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: 1000000000000001
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "cost" must be at most 1000000000000000, not "1000000000000001"
+
+
+=== TEST 91: matrix: a cost of many digits
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: 99999999999999999999999999
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "cost" must be at most 1000000000000000, not "99999999999999999999999999"
+
+
+=== TEST 92: matrix: a min that is no integer
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, type: integer, min: low }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: "min" must be an integer, not "low"
