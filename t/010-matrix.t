@@ -1313,3 +1313,206 @@ routes:
 --- must_die
 --- error_log
 credits.yaml:6: "min" must be an integer, not "low"
+
+
+=== TEST 93: matrix: a method of 33 letters
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { method: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA, path: /a }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:4: invalid method "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+
+=== TEST 94: matrix: an empty parameter name
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      '': { from: query }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: empty parameter name
+
+
+=== TEST 95: matrix: 65 body parameters
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      b0: { from: json, type: integer, default: 0 }
+      b1: { from: json, type: integer, default: 0 }
+      b2: { from: json, type: integer, default: 0 }
+      b3: { from: json, type: integer, default: 0 }
+      b4: { from: json, type: integer, default: 0 }
+      b5: { from: json, type: integer, default: 0 }
+      b6: { from: json, type: integer, default: 0 }
+      b7: { from: json, type: integer, default: 0 }
+      b8: { from: json, type: integer, default: 0 }
+      b9: { from: json, type: integer, default: 0 }
+      b10: { from: json, type: integer, default: 0 }
+      b11: { from: json, type: integer, default: 0 }
+      b12: { from: json, type: integer, default: 0 }
+      b13: { from: json, type: integer, default: 0 }
+      b14: { from: json, type: integer, default: 0 }
+      b15: { from: json, type: integer, default: 0 }
+      b16: { from: json, type: integer, default: 0 }
+      b17: { from: json, type: integer, default: 0 }
+      b18: { from: json, type: integer, default: 0 }
+      b19: { from: json, type: integer, default: 0 }
+      b20: { from: json, type: integer, default: 0 }
+      b21: { from: json, type: integer, default: 0 }
+      b22: { from: json, type: integer, default: 0 }
+      b23: { from: json, type: integer, default: 0 }
+      b24: { from: json, type: integer, default: 0 }
+      b25: { from: json, type: integer, default: 0 }
+      b26: { from: json, type: integer, default: 0 }
+      b27: { from: json, type: integer, default: 0 }
+      b28: { from: json, type: integer, default: 0 }
+      b29: { from: json, type: integer, default: 0 }
+      b30: { from: json, type: integer, default: 0 }
+      b31: { from: json, type: integer, default: 0 }
+      b32: { from: json, type: integer, default: 0 }
+      b33: { from: json, type: integer, default: 0 }
+      b34: { from: json, type: integer, default: 0 }
+      b35: { from: json, type: integer, default: 0 }
+      b36: { from: json, type: integer, default: 0 }
+      b37: { from: json, type: integer, default: 0 }
+      b38: { from: json, type: integer, default: 0 }
+      b39: { from: json, type: integer, default: 0 }
+      b40: { from: json, type: integer, default: 0 }
+      b41: { from: json, type: integer, default: 0 }
+      b42: { from: json, type: integer, default: 0 }
+      b43: { from: json, type: integer, default: 0 }
+      b44: { from: json, type: integer, default: 0 }
+      b45: { from: json, type: integer, default: 0 }
+      b46: { from: json, type: integer, default: 0 }
+      b47: { from: json, type: integer, default: 0 }
+      b48: { from: json, type: integer, default: 0 }
+      b49: { from: json, type: integer, default: 0 }
+      b50: { from: json, type: integer, default: 0 }
+      b51: { from: json, type: integer, default: 0 }
+      b52: { from: json, type: integer, default: 0 }
+      b53: { from: json, type: integer, default: 0 }
+      b54: { from: json, type: integer, default: 0 }
+      b55: { from: json, type: integer, default: 0 }
+      b56: { from: json, type: integer, default: 0 }
+      b57: { from: json, type: integer, default: 0 }
+      b58: { from: json, type: integer, default: 0 }
+      b59: { from: json, type: integer, default: 0 }
+      b60: { from: json, type: integer, default: 0 }
+      b61: { from: json, type: integer, default: 0 }
+      b62: { from: json, type: integer, default: 0 }
+      b63: { from: json, type: integer, default: 0 }
+      b64: { from: json, type: integer, default: 0 }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:70: a route may have at most 64 body parameters
+
+
+=== TEST 96: matrix: a JSON key 65 levels deep
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: json, key: k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: JSON key "k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k" is too deep
+
+
+=== TEST 97: matrix: a price grid whose table is a list
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      q: { from: query, values: [a] }
+      s: { from: query, values: [b] }
+    cost: { by: [q, s], table: [a, b] }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:8: "table" must be a non-empty mapping
+
+
+=== TEST 98: matrix: a price grid key over 1024 bytes (an explicit YAML key: a plain one stops at 1024)
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      q: { from: query }
+      s: { from: query }
+    cost:
+      by: [q, s]
+      table:
+        ? 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy'
+        : 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:11: table key too long
+
+
+=== TEST 99: matrix: a price grid entry twice, once with a leading zero
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      q: { from: query, values: [a] }
+      s: { from: query, type: integer }
+    cost: { by: [q, s], table: { 'a,1': 1, 'a,01': 2 } }
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:8: duplicate table entry "a,1"
+
+
+=== TEST 100: matrix: a cost with a letter in it
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    cost: 12x
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:5: "cost" must be a non-negative integer, not "12x"
