@@ -382,3 +382,42 @@ X-API-Key: t030-15
  "ok GET /v1/tiered\n",
  qq({"error":"invalid_parameter","route":"tiered","param":"w","detail":"has no price for \\"11\\""}\n),
  qq({"account":"t030-15","plan":97,"pack":0,"total":97}\n)]
+
+
+
+=== TEST 16: a price grid over a parameter without values; a variable named with its $
+A grid whose parameter may take any value prices only the combinations
+its table names: another is a 400. `key: $name` and `key: name` both
+name the variable.
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: grid
+    match: { path: /v1/grid }
+    params:
+      q: { from: query, values: [sd, hd] }
+      s: { from: query, type: integer }
+    cost: { by: [q, s], table: { 'sd,1': 1, 'hd,1': 2, 'hd,02': 4 } }
+  - name: tier
+    match: { path: /v1/tier }
+    params:
+      t: { from: var, key: $http_x_tier, values: [free, pro] }
+    cost: { by: t, table: { free: 0, pro: 3 } }
+--- more_headers
+X-API-Key: t030-16
+X-Tier: pro
+--- request eval
+["PUT /credit-admin/t030-16/plan\n100",
+ "GET /v1/grid?q=hd&s=2", "GET /v1/grid?q=sd&s=2", "GET /v1/tier",
+ "GET /credit-admin/t030-16"]
+--- error_code eval
+[200, 200, 400, 200, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 4", "", "X-Credits-Cost: 3", ""]
+--- response_body eval
+[qq({"account":"t030-16","plan":100,"pack":0,"total":100}\n),
+ "ok GET /v1/grid\n",
+ qq({"error":"invalid_parameter","route":"grid","param":"q","detail":"has no price for \\"sd,2\\""}\n),
+ "ok GET /v1/tier\n",
+ qq({"account":"t030-16","plan":93,"pack":0,"total":93}\n)]
