@@ -1516,3 +1516,20 @@ routes:
 --- must_die
 --- error_log
 credits.yaml:5: "cost" must be a non-negative integer, not "12x"
+
+
+=== TEST 101: matrix: a min below -10^15
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      n: { from: query, type: integer, min: -10000000000000001 }
+    cost: 1
+--- config
+    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
+--- must_die
+--- error_log
+credits.yaml:6: "min" must be an integer, not "-10000000000000001"
