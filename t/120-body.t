@@ -345,3 +345,24 @@ it is refused while being read, and answered here in JSON.
  qq({"error":"body_too_large","route":"video-generation","param":"duration","detail":"the body is larger than credit_body_limit"}\n),
  CreditTest::md5_line('{"n":1}'),
  qq({"account":"t120-12","plan":96,"pack":0,"total":96}\n)]
+
+
+
+=== TEST 13: a JSON body that is a number, a string or null is no object
+--- more_headers
+X-API-Key: t120-13
+Content-Type: application/json
+--- request eval
+["PUT /credit-admin/t120-13/plan\n100",
+ "POST /v1/images/generations\n42",
+ "POST /v1/images/generations\n\"n=2\"",
+ "POST /v1/images/generations\nnull",
+ "GET /credit-admin/t120-13"]
+--- error_code eval
+[200, 400, 400, 400, 200]
+--- response_body eval
+[qq({"account":"t120-13","plan":100,"pack":0,"total":100}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"needs a JSON object body"}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"needs a JSON object body"}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"needs a JSON object body"}\n),
+ qq({"account":"t120-13","plan":100,"pack":0,"total":100}\n)]
