@@ -6,7 +6,16 @@ use Test::Nginx::Socket 'no_plan';
 use CreditTest;
 
 no_shuffle();
-add_block_preprocessor(\&CreditTest::defaults);
+# a block that must fail nginx -t names only the matrix or the directive
+# at fault: a metered location is its default configuration
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    if (defined $block->must_die && !defined $block->config) {
+        $block->set_value('config', '    location /v1/ { credit on; '
+                          . 'credit_account $http_x_api_key; return 200; }');
+    }
+    CreditTest::defaults($block);
+});
 run_tests();
 
 __DATA__
@@ -17,8 +26,6 @@ __DATA__
 version: 1
 routes: []
 prices: {}
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:3: unknown key "prices" in the matrix
@@ -27,8 +34,6 @@ credits.yaml:3: unknown key "prices" in the matrix
 --- user_files
 >>> credits.yaml
 routes: []
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:1: "version" is missing
@@ -38,8 +43,6 @@ credits.yaml:1: "version" is missing
 >>> credits.yaml
 version: 2
 routes: []
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:1: unsupported version 2, only 1 is known
@@ -50,8 +53,6 @@ credits.yaml:1: unsupported version 2, only 1 is known
 version: 1
 unmatched: maybe
 routes: []
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:2: "unmatched" must be "deny" or "free", not "maybe"
@@ -63,8 +64,6 @@ version: 1
 routes:
   - name: a
    match: { path: /a }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:4: invalid YAML
@@ -76,8 +75,6 @@ version: 1
 routes:
   - name: a
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:3: route without a "match" (route "a")
@@ -91,8 +88,6 @@ routes:
     match: { path: /a }
     cost: 1
     price: 3
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: unknown key "price" in a route
@@ -108,8 +103,6 @@ routes:
   - name: a
     match: { path: /b }
     cost: 2
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: duplicate route name "a", first on line 3
@@ -122,8 +115,6 @@ routes:
   - name: a
     match: { path: /a, prefix: /b }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:4: "match" needs exactly one of "path", "prefix" or "regex" (route "a")
@@ -136,8 +127,6 @@ routes:
   - name: a
     match: { regex: '^/a(' }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:4: invalid regex "^/a("
@@ -150,8 +139,6 @@ routes:
   - name: a
     match: { path: /a }
     cost: -5
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "cost" must be a non-negative integer, not "-5" (route "a")
@@ -164,8 +151,6 @@ routes:
   - name: a
     match: { path: /a }
     cost: lots
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "cost" must be a non-negative integer, not "lots" (route "a")
@@ -178,8 +163,6 @@ routes:
   - name: a
     match: { path: /a }
     cost: { by: size, table: { s: 1 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "by" names "size", which is not a declared parameter (route "a")
@@ -192,8 +175,6 @@ routes:
   - name: a
     match: { path: /a }
     cost: { base: 2, times: [n] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "times" names "n", which is not a declared parameter (route "a")
@@ -208,8 +189,6 @@ routes:
     params:
       n: { from: query }
     cost: { base: 2, times: [n] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: "times" needs parameter "n" to be "type: integer" (route "a")
@@ -224,8 +203,6 @@ routes:
     params:
       t: { from: query, type: integer }
     cost: { base: 2, add: { t: 1 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: "add" needs parameter "t" to be "type: boolean" (route "a")
@@ -240,8 +217,6 @@ routes:
     params:
       res: { from: query, values: [1k, 2k, 4k] }
     cost: { by: res, table: { 1k: 1, 2k: 2 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: the table has no price for "4k", a value of parameter "res" (route "a")
@@ -256,8 +231,6 @@ routes:
     params:
       res: { from: query, values: [1k] }
     cost: { by: res, table: { 1k: 1, 8k: 2 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: table entry "8k" is not one of the values of parameter "res" (route "a")
@@ -272,8 +245,6 @@ routes:
     params:
       n: { from: cookie }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: unknown "from" "cookie" for parameter "n"
@@ -288,8 +259,6 @@ routes:
     params:
       n: { from: query, type: float }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: unknown type "float", expected string, integer or boolean (route "a")
@@ -304,8 +273,6 @@ routes:
     params:
       res: { from: query, default: 8k, values: [1k, 2k] }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: default of parameter "res": must be one of: 1k, 2k (route "a")
@@ -320,8 +287,6 @@ routes:
     params:
       n: { from: query, type: integer, default: many }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: parameter "n": must be an integer (route "a")
@@ -336,8 +301,6 @@ routes:
     params:
       n: { from: query, type: integer, min: 5, max: 2 }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: "max" is below "min" (route "a")
@@ -352,8 +315,6 @@ routes:
     params:
       n: { from: query, min: 5 }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: "min" and "max" need "type: integer" (route "a")
@@ -368,8 +329,6 @@ routes:
     params:
       secs: { from: path, type: integer }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: the route regex has no named capture "secs" (route "a")
@@ -384,8 +343,6 @@ routes:
     params:
       secs: { from: path }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: parameter "secs" is "from: path" but the route has no regex with named captures (route "a")
@@ -400,8 +357,6 @@ routes:
     params:
       w: { from: query }
     cost: { by: w, tiers: [ { cost: 1 } ] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: "by" needs parameter "w" to be "type: integer" (route "a")
@@ -416,8 +371,6 @@ routes:
     params:
       w: { from: query, type: integer }
     cost: { by: w, tiers: [ { cost: 1 }, { upto: 5, cost: 2 } ] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: only the last tier may omit "upto" (route "a")
@@ -436,8 +389,6 @@ routes:
       tiers:
         - { upto: 10, cost: 1 }
         - { upto: 5, cost: 2 }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:11: tiers must be in increasing "upto" order (route "a")
@@ -450,8 +401,6 @@ routes:
   - name: a
     match: { path: /a }
     cost: { base: 1, by: x }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "cost" needs exactly one of "base" or "by" (route "a")
@@ -464,8 +413,6 @@ routes:
   - name: a
     match: { method: post, path: /a }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:4: invalid method "post", methods are upper case (route "a")
@@ -479,8 +426,6 @@ routes:
     match: { path: /a }
     cost: 1
     cost: 2
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: duplicate key "cost" in a route
@@ -570,8 +515,6 @@ routes:
     cost:
       by: [q, s]
       table: { "standard,small": 1, "standard,large": 2, "hd,small": 3 }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:10: the table has no price for "hd,large" (route "a")
@@ -591,8 +534,6 @@ routes:
     cost:
       by: [q, s]
       table: { "standard,1": 1, "ultra,2": 2 }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:10: table key part "ultra" of parameter "q": must be one of: standard, hd (route "a")
@@ -609,8 +550,6 @@ routes:
     params:
       size: { from: json, key: options..size }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 invalid JSON key "options..size": empty step
@@ -628,8 +567,6 @@ routes:
       w: { from: query, type: integer }
       h: { from: query, type: integer }
     cost: { by: [w, h], tiers: [ { cost: 1 } ] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 "tiers" need one "by" parameter, not a list (route "a")
@@ -642,8 +579,6 @@ routes:
   - name: a
     match: { regex: '^/a)bc' }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log eval
 qr{credits\.yaml:4: invalid regex "\^/a\)bc": pcre2?_compile\(\) failed: [^"]+ in "\^/a\)bc" at "\)bc" \(route "a"\) in }
@@ -652,8 +587,6 @@ qr{credits\.yaml:4: invalid regex "\^/a\)bc": pcre2?_compile\(\) failed: [^"]+ i
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT max_batch=0;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log eval
 qr/invalid parameter "max_batch=0" in \S+nginx\.conf:\d+/
@@ -663,8 +596,6 @@ qr/invalid parameter "max_batch=0" in \S+nginx\.conf:\d+/
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT max_batch=1025;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 invalid parameter "max_batch=1025"
@@ -674,8 +605,6 @@ invalid parameter "max_batch=1025"
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT cache=32k;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 invalid parameter "cache=32k"
@@ -685,8 +614,6 @@ invalid parameter "cache=32k"
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT cache=big;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 invalid parameter "cache=big"
@@ -696,8 +623,6 @@ invalid parameter "cache=big"
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT max_pending=0;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 invalid parameter "max_pending=0"
@@ -707,8 +632,6 @@ invalid parameter "max_pending=0"
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT timeout=0;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 invalid parameter "timeout=0"
@@ -718,8 +641,6 @@ invalid parameter "timeout=0"
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT connect_timeout=soon;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 invalid parameter "connect_timeout=soon"
@@ -729,8 +650,6 @@ invalid parameter "connect_timeout=soon"
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT retry_timeout=0s;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 invalid parameter "retry_timeout=0s"
@@ -740,8 +659,6 @@ invalid parameter "retry_timeout=0s"
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT wait=5s;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 invalid parameter "wait=5s"
@@ -751,8 +668,6 @@ invalid parameter "wait=5s"
 --- http_config
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 duplicate memcached server "127.0.0.1:
@@ -762,8 +677,6 @@ duplicate memcached server "127.0.0.1:
 --- http_config
     credit_memcached timeout=1s cache=off;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 "credit_memcached" directive needs at least one server
@@ -774,8 +687,6 @@ duplicate memcached server "127.0.0.1:
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
     credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 "credit_memcached" directive is duplicate
@@ -832,8 +743,6 @@ credit_key_prefix "ppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp
 --- user_files
 >>> credits.yaml
 - version: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:1: the matrix must be a mapping
@@ -843,8 +752,6 @@ credits.yaml:1: the matrix must be a mapping
 --- user_files
 >>> credits.yaml
 version: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:1: "routes" is missing
@@ -855,8 +762,6 @@ credits.yaml:1: "routes" is missing
 >>> credits.yaml
 version: 1
 routes: { a: 1 }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:2: "routes" must be a list
@@ -869,8 +774,6 @@ version: 1
 routes:
   - match: { path: /a }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:3: route without a "name"
@@ -884,8 +787,6 @@ routes:
   - name: ''
     match: { path: /a }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:3: empty route name
@@ -899,8 +800,6 @@ routes:
   - name: [a]
     match: { path: /a }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:3: "name" must be a scalar
@@ -913,8 +812,6 @@ version: 1
 routes:
   - name: a
     match: { path: /a }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:3: route without a "cost"
@@ -929,8 +826,6 @@ routes:
     match: { path: /a }
     params: [n]
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "params" must be a mapping
@@ -944,8 +839,6 @@ routes:
   - name: a
     match: { method: [], path: /a }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:4: empty "method" list
@@ -959,8 +852,6 @@ routes:
   - name: a
     match: { method: get, path: /a }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:4: invalid method "get"
@@ -974,8 +865,6 @@ routes:
   - name: a
     match: { path: '' }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:4: empty match pattern
@@ -989,8 +878,6 @@ routes:
   - name: a
     match: { prefix: v1/ }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:4: path "v1/" must start with "/"
@@ -1004,8 +891,6 @@ routes:
   - name: a
     match: { path: /a }
     cost: '7'
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "cost" must be an integer, not the quoted string "7"
@@ -1021,8 +906,6 @@ routes:
     params:
       n: { type: integer }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: parameter "n" has no "from"
@@ -1038,8 +921,6 @@ routes:
     params:
       n: { from: query, key: '' }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: empty "key"
@@ -1055,8 +936,6 @@ routes:
     params:
       n: { from: query, values: [] }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: "values" must be a non-empty list
@@ -1073,8 +952,6 @@ routes:
       n: { from: query }
       n: { from: header }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: duplicate parameter "n"
@@ -1090,8 +967,6 @@ routes:
     params:
       n: { from: query, values: [x] }
     cost: { base: 1, table: { x: 1 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: "table" and "tiers" go with "by", not "base"
@@ -1107,8 +982,6 @@ routes:
     params:
       n: { from: query, type: integer, values: [1] }
     cost: { by: n, table: { 1: 1 }, tiers: [ { cost: 1 } ] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: "by" needs exactly one of "table" or "tiers"
@@ -1124,8 +997,6 @@ routes:
     params:
       n: { from: query, values: [x] }
     cost: { by: n, table: {} }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: "table" must be a non-empty mapping
@@ -1141,8 +1012,6 @@ routes:
     params:
       n: { from: query }
     cost: { by: n, table: { x: 1, 'x': 2 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: duplicate table entry "x"
@@ -1158,8 +1027,6 @@ routes:
     params:
       n: { from: query, default: z }
     cost: { by: n, table: { x: 1 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: the table has no price for "z", the default of parameter "n"
@@ -1175,8 +1042,6 @@ routes:
     params:
       n: { from: query, values: [x] }
     cost: { by: [n], table: { x: 1 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: a "by" list names 2 to 4 parameters
@@ -1193,8 +1058,6 @@ routes:
       n: { from: query, values: [x] }
       m: { from: query, values: [y] }
     cost: { by: [n, m], table: { x: 1 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:8: table key "x" needs 2 comma-separated values
@@ -1210,8 +1073,6 @@ routes:
     params:
       n: { from: query, type: integer }
     cost: { by: n, tiers: [] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: "tiers" must be a non-empty list
@@ -1227,8 +1088,6 @@ routes:
     params:
       n: { from: query, type: integer }
     cost: { by: n, tiers: [ { upto: 5 } ] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: tier without a "cost"
@@ -1244,8 +1103,6 @@ routes:
     params:
       n: { from: query, type: integer }
     cost: { base: 1, times: n }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: "times" must be a list of parameter names
@@ -1261,8 +1118,6 @@ routes:
     params:
       hd: { from: query, type: boolean }
     cost: { base: 1, add: [hd] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:7: "add" must be a mapping of boolean parameters to credits
@@ -1276,8 +1131,6 @@ routes:
   - name: a
     match: { path: /a }
     cost: 1000000000000001
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "cost" must be at most 1000000000000000, not "1000000000000001"
@@ -1291,8 +1144,6 @@ routes:
   - name: a
     match: { path: /a }
     cost: 99999999999999999999999999
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "cost" must be at most 1000000000000000, not "99999999999999999999999999"
@@ -1308,8 +1159,6 @@ routes:
     params:
       n: { from: query, type: integer, min: low }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: "min" must be an integer, not "low"
@@ -1323,8 +1172,6 @@ routes:
   - name: a
     match: { method: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA, path: /a }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:4: invalid method "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
@@ -1340,8 +1187,6 @@ routes:
     params:
       '': { from: query }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: empty parameter name
@@ -1421,8 +1266,6 @@ routes:
       b63: { from: json, type: integer, default: 0 }
       b64: { from: json, type: integer, default: 0 }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:70: a route may have at most 64 body parameters
@@ -1438,8 +1281,6 @@ routes:
     params:
       n: { from: json, key: k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: JSON key "k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k" is too deep
@@ -1456,8 +1297,6 @@ routes:
       q: { from: query, values: [a] }
       s: { from: query, values: [b] }
     cost: { by: [q, s], table: [a, b] }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:8: "table" must be a non-empty mapping
@@ -1478,8 +1317,6 @@ routes:
       table:
         ? 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy'
         : 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:11: table key too long
@@ -1496,8 +1333,6 @@ routes:
       q: { from: query, values: [a] }
       s: { from: query, type: integer }
     cost: { by: [q, s], table: { 'a,1': 1, 'a,01': 2 } }
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:8: duplicate table entry "a,1"
@@ -1511,8 +1346,6 @@ routes:
   - name: a
     match: { path: /a }
     cost: 12x
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:5: "cost" must be a non-negative integer, not "12x"
@@ -1528,8 +1361,6 @@ routes:
     params:
       n: { from: query, type: integer, min: -10000000000000001 }
     cost: 1
---- config
-    location /v1/ { credit on; credit_account $http_x_api_key; return 200; }
 --- must_die
 --- error_log
 credits.yaml:6: "min" must be an integer, not "-10000000000000001"
