@@ -339,3 +339,24 @@ X-API-Key: t020-13
  "[ok GET /v1/background-removal\n]",
  qq({"account":"t020-13","plan":80,"pack":0,"total":80}\n),
  qq({"requests":{"charged":1,"refunded":0,"free":0,"insufficient":0,"invalid":0,"unpriced":0,"missing_account":0,"unmetered":0,"error":0},"credits":{"charged":20,"refunded":0},"memcached":{"failures":0}}\n)]
+
+
+
+=== TEST 14: the $credit_* variables are empty where nothing is metered
+A location without `credit on` (a health check, a static page) has no
+account, route, cost or status: in an access log line they are "-".
+--- config eval
+$CreditTest::DefaultConfig . <<'_EOC_'
+    location = /health {
+        add_header X-Ledger "[$credit_status|$credit_account|$credit_route|$credit_cost|$credit_remaining]";
+        return 200 "up\n";
+    }
+_EOC_
+--- more_headers
+X-API-Key: t020-14
+--- request
+GET /health
+--- response_headers
+X-Ledger: [||||]
+--- response_body
+up
