@@ -581,7 +581,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fuzz_check_unsent();
         }
 
-        p = (next < end) ? next + 1 + more : end;
+        /* an event's byte N may be missing at the end of the input */
+
+        p = (next < end && (size_t) (end - next) > 1 + more)
+            ? next + 1 + more : end;
     }
 
     if (server->c) {
