@@ -30,8 +30,8 @@
  * at each 0xff byte; the byte after a 0xff may be an event: 'T' the reply
  * timeout fires, 'A' it fires after more than 60 s of silence, 'E' the
  * connection is closed, 'R' it is reset, 'Q' one more read is queued,
- * 'S' and a byte N: send() takes 4 * N bytes more, then no more until
- * 'W', the connection is writable again and takes everything.
+ * 'S' and a byte N: from then on send() takes 4 * N bytes, then no more
+ * until 'W', the connection is writable again and takes everything.
  */
 
 #define ngx_http_credit_mc_create    fuzz_mc_create
@@ -50,7 +50,8 @@
 
 
 #define FUZZ_OPS     64
-#define FUZZ_STREAM  (FUZZ_OPS * 2 * (NGX_HTTP_CREDIT_KEY_MAX + 128))
+/* each op's command and its reads again after a stale token, 2 at most */
+#define FUZZ_STREAM  (FUZZ_OPS * 3 * (NGX_HTTP_CREDIT_KEY_MAX + 64))
 
 
 typedef struct {
