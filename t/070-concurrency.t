@@ -181,14 +181,9 @@ GET /credit-admin/t070-5-1
 cache=off: the storm of TEST 1 still lets exactly 20 through, and ten
 charges one after the other make ten reads in memcached (with the cache,
 TEST 6's outside grant shows, a charge writes on the token it holds).
---- http_config
-    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT cache=off;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:$TEST_NGINX_MEMCACHED_PORT cache=off')
 --- init
 CreditTest::grant('t070-7', 600, 400);
 my @res = main::storm('t070-7', '/v1/image-enhance', 200);
@@ -209,14 +204,9 @@ GET /credit-admin/t070-7b
 
 
 === TEST 8: one charge an account a round trip (max_batch=1): still exact
---- http_config
-    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT max_batch=1;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:$TEST_NGINX_MEMCACHED_PORT max_batch=1')
 --- init
 CreditTest::grant('t070-8', 600, 400);
 my @res = main::storm('t070-8', '/v1/image-enhance', 200);

@@ -11,8 +11,8 @@ use CreditTest;
 log_level('warn');
 worker_connections(1024);
 no_shuffle();
-add_block_preprocessor(\&CreditTest::defaults);
 
+# every block: the default setup and an HTTP/2 server that meters
 our $H2HttpConfig = $CreditTest::DefaultHttpConfig . <<'_EOC_';
 
     server {
@@ -25,6 +25,13 @@ our $H2HttpConfig = $CreditTest::DefaultHttpConfig . <<'_EOC_';
         }
     }
 _EOC_
+
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value('http_config', $H2HttpConfig)
+        unless defined $block->http_config;
+    CreditTest::defaults($block);
+});
 
 # 128 account ids of $len bytes, unique to this run and block
 sub main::accounts {
@@ -48,8 +55,6 @@ __DATA__
 Each "mg test:ACCOUNT v c" is 14 bytes and the 114 of the account id:
 128 of them are 16384 bytes, and the connection's "stats" commands must
 still go ahead of them.  No credits: every stream gets 402, none a 503.
---- http_config eval
-$::H2HttpConfig
 --- init
 my @st = CreditTest::h2_burst(19981, '/v1/image-enhance',
                               [main::accounts('fill', 114)]);
@@ -66,8 +71,6 @@ memcached server
 
 === TEST 2: 128 reads of 250 bytes overflow it: it grows, on a new connection
 32,000 bytes of commands in one pass; no credits: every stream gets 402.
---- http_config eval
-$::H2HttpConfig
 --- init
 my @st = CreditTest::h2_burst(19981, '/v1/image-enhance',
                               [main::accounts('grow', 250 - 14)]);
@@ -87,8 +90,6 @@ The accounts are granted first, over the same memcached connection; the
 burst's reads go out together, their replies come back together, and the
 128 writes that follow are queued in one pass as well.  Each account pays
 50 of its 120 once.
---- http_config eval
-$::H2HttpConfig
 --- init
 my @acct = main::accounts('charge', 250 - 14);
 CreditTest::grant($_, 120, 0) for @acct;
