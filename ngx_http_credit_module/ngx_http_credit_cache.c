@@ -224,6 +224,11 @@ ngx_http_credit_cache_lock(ngx_http_credit_cache_slot_t *set)
         return NGX_BUSY;
     }
 
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "credit: balance cache: took over a lock left by process "
+                  "%P, which is gone; the entries it guarded are dropped",
+                  (ngx_pid_t) pid);
+
     if ((set->version & 1) == 0) {
         set->version++;
         ngx_memory_barrier();
