@@ -39,6 +39,7 @@ typedef struct {
     ngx_http_credit_frame_t      frames[NGX_HTTP_CREDIT_MAX_JSON_DEPTH + 1];
     ngx_int_t                    bad;         /* param index, or -1 */
     const char                  *why;
+    ngx_uint_t                   nomem;       /* an allocation failed */
 } ngx_http_credit_json_t;
 
 
@@ -445,6 +446,11 @@ ngx_http_credit_json(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
         return NGX_OK;
     }
 
+    if (j->nomem) {
+        yajl_free(h);
+        return NGX_ERROR;
+    }
+
     if (j->bad >= 0) {
         yajl_free(h);
         return ngx_http_credit_body_error(r, rt, rec, 0, j->slots[j->bad],
@@ -549,8 +555,7 @@ ngx_http_credit_json_value(ngx_http_credit_json_t *j, const u_char *data,
 
         v->data = ngx_pnalloc(j->pool, len + 1);
         if (v->data == NULL) {
-            j->bad = i;
-            j->why = "out of memory";
+            j->nomem = 1;
             return 0;
         }
 

@@ -1041,17 +1041,22 @@ static ngx_int_t
 ngx_http_credit_param_value(ngx_http_credit_yaml_t *y, yaml_node_t *node,
     ngx_http_credit_param_t *p, ngx_http_credit_value_t *v, ngx_uint_t check)
 {
+    ngx_int_t  rc;
     ngx_str_t  s, detail;
 
     if (ngx_http_credit_scalar(y, node, &s, "a parameter value") != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_credit_parse_value(y->cf->pool, p, &s, v, &detail)
-        != NGX_OK)
-    {
+    rc = ngx_http_credit_parse_value(y->cf->pool, p, &s, v, &detail);
+
+    if (rc == NGX_DECLINED) {
         return ngx_http_credit_error(y, node, "parameter \"%V\": %V",
                                      &p->name, &detail);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (v->str.data == s.data) {
@@ -1061,14 +1066,18 @@ ngx_http_credit_param_value(ngx_http_credit_yaml_t *y, yaml_node_t *node,
         }
     }
 
-    if (check
-        && ngx_http_credit_check_value(y->cf->pool, p, v, &detail) != NGX_OK)
-    {
+    if (!check) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_credit_check_value(y->cf->pool, p, v, &detail);
+
+    if (rc == NGX_DECLINED) {
         return ngx_http_credit_error(y, node, "default of parameter \"%V\": "
                                      "%V", &p->name, &detail);
     }
 
-    return NGX_OK;
+    return rc;
 }
 
 
@@ -1314,7 +1323,7 @@ ngx_http_credit_cost_grid(ngx_http_credit_yaml_t *y, yaml_node_t *by,
 {
     u_char                   *s, *last, *comma, *d;
     size_t                    len;
-    ngx_int_t                 n;
+    ngx_int_t                 n, rc;
     ngx_str_t                 part, detail;
     ngx_uint_t                i, k, nby, combos, c, *idx;
     yaml_node_t              *key;
@@ -1384,18 +1393,23 @@ ngx_http_credit_cost_grid(ngx_http_credit_yaml_t *y, yaml_node_t *by,
             part.data = s;
             part.len = comma - s;
 
-            if (ngx_http_credit_parse_value(y->cf->pool, &p[idx[k]], &part,
-                                            &v, &detail)
-                    != NGX_OK
-                || (p[idx[k]].values
-                    && ngx_http_credit_check_value(y->cf->pool, &p[idx[k]],
-                                                   &v, &detail)
-                       != NGX_OK))
-            {
+            rc = ngx_http_credit_parse_value(y->cf->pool, &p[idx[k]],
+                                             &part, &v, &detail);
+
+            if (rc == NGX_OK && p[idx[k]].values) {
+                rc = ngx_http_credit_check_value(y->cf->pool, &p[idx[k]],
+                                                 &v, &detail);
+            }
+
+            if (rc == NGX_DECLINED) {
                 return ngx_http_credit_error(y, key, "table key part \"%V\" "
                                              "of parameter \"%V\": %V",
                                              &part, &p[idx[k]].name,
                                              &detail);
+            }
+
+            if (rc != NGX_OK) {
+                return NGX_ERROR;
             }
 
             if ((size_t) (buf + sizeof(buf) - d) < v.str.len + 1) {

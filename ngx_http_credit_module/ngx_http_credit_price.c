@@ -154,14 +154,20 @@ ngx_http_credit_price(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
             continue;
         }
 
-        if (ngx_http_credit_parse_value(r->pool, &p[i], &raw, &values[i],
-                                        &detail)
-            != NGX_OK
-            || ngx_http_credit_check_value(r->pool, &p[i], &values[i],
-                                           &detail)
-               != NGX_OK)
-        {
+        rc = ngx_http_credit_parse_value(r->pool, &p[i], &raw, &values[i],
+                                         &detail);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_credit_check_value(r->pool, &p[i], &values[i],
+                                             &detail);
+        }
+
+        if (rc == NGX_DECLINED) {
             return ngx_http_credit_invalid(r, rec, &p[i], &detail);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 
