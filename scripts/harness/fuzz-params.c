@@ -3,13 +3,16 @@
  * libFuzzer target: request parameters.  One fixed matrix with query, JSON
  * (top-level, dotted, array index) and form parameters; the input is
  * split into a content-type choice, a query string and a body, which go
- * through the module's parameter extraction and pricing.
+ * through the module's parameter extraction and pricing (with FUZZ_OOM=1
+ * once more for each allocation they make, that allocation failing: the
+ * answer must then be an error, NGX_ERROR).
  */
 
 #include "harness.h"
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static void credit_fuzz_params(const uint8_t *data, size_t size);
 
 
 static const char  *matrix =
@@ -46,16 +49,13 @@ static const char  *types[] = {
 };
 
 
+static ngx_pool_t               *pool;
+static ngx_http_credit_route_t  *routes;
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    u_char                   *sep, *copy;
-    size_t                    args_len;
-    ngx_uint_t                t;
-    credit_harness_t          h;
-    static ngx_pool_t        *pool;
-    static ngx_http_credit_route_t  *routes;
-
     if (routes == NULL) {
         credit_harness_init();
         routes = credit_harness_route((u_char *) matrix, strlen(matrix),
@@ -66,8 +66,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
+    credit_harness_oom_each(credit_fuzz_params, data, size);
+
+    return 0;
+}
+
+
+static void
+credit_fuzz_params(const uint8_t *data, size_t size)
+{
+    u_char            *sep, *copy;
+    size_t             args_len;
+    ngx_int_t          rc;
+    ngx_uint_t         t;
+    credit_harness_t   h;
+
     if (size < 1) {
-        return 0;
+        return;
     }
 
     t = data[0] % 6;
@@ -84,10 +99,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            sep ? sep + 1 : copy,
                            sep ? size - 1 - args_len - 1 : size - 1);
 
-    (void) credit_harness_price(&h, &routes[data[0] & 0x80 ? 1 : 0]);
+    rc = credit_harness_price(&h, &routes[data[0] & 0x80 ? 1 : 0]);
+
+    /*
+     * A failed allocation is the server's error (500), never the
+     * client's (a 400 whose reason would be made of whatever was there)
+     */
+
+    if (credit_harness_oom_failed() && rc != NGX_ERROR) {
+        fprintf(stderr, "fuzz-params: an allocation failed, yet the "
+                "price returned %d\n", (int) rc);
+        abort();
+    }
 
     credit_harness_free(&h);
     free(copy);
-
-    return 0;
 }

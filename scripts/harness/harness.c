@@ -34,6 +34,16 @@ static ngx_log_t    credit_log;
 static ngx_open_file_t  credit_log_file;
 static ngx_cycle_t  credit_cycle;
 
+/*
+ * Allocation failures (FUZZ_OOM=1, with scripts/harness/oom.c linked):
+ * while the module's code runs, allocations are counted and the
+ * oom_fail_at-th one fails.
+ */
+static ngx_uint_t   credit_oom;
+static ngx_uint_t   credit_oom_armed;
+static ngx_uint_t   credit_oom_fail_at;
+static ngx_uint_t   credit_oom_count;
+
 
 void
 credit_harness_init(void)
@@ -54,6 +64,62 @@ credit_harness_init(void)
     ngx_cycle = &credit_cycle;
 
     ngx_regex_init();
+
+    credit_oom = getenv("FUZZ_OOM") && getenv("FUZZ_OOM")[0] == '1';
+}
+
+
+/* called by the allocators that scripts/harness/oom.c wraps */
+
+ngx_uint_t
+credit_harness_alloc_fails(void)
+{
+    return credit_oom_armed && ++credit_oom_count == credit_oom_fail_at;
+}
+
+
+/* whether the allocation that was to fail in this run did */
+
+ngx_uint_t
+credit_harness_oom_failed(void)
+{
+    return credit_oom_fail_at && credit_oom_count >= credit_oom_fail_at;
+}
+
+
+void
+credit_harness_oom_arm(ngx_uint_t on)
+{
+    credit_oom_armed = on;
+}
+
+
+/*
+ * Runs one input; with FUZZ_OOM=1 runs it again once for each allocation
+ * that its first run made, that allocation failing.
+ */
+
+void
+credit_harness_oom_each(void (*run)(const uint8_t *data, size_t size),
+    const uint8_t *data, size_t size)
+{
+    ngx_uint_t  n, allocs;
+
+    credit_oom_fail_at = 0;
+    credit_oom_count = 0;
+
+    run(data, size);
+
+    allocs = credit_oom_count;
+
+    for (n = 1; credit_oom && n <= allocs; n++) {
+        credit_oom_fail_at = n;
+        credit_oom_count = 0;
+
+        run(data, size);
+    }
+
+    credit_oom_fail_at = 0;
 }
 
 
@@ -113,9 +179,18 @@ credit_harness_route(const u_char *yaml, size_t len, ngx_pool_t **pool_out)
     file.len = ngx_strlen(name);
     m = NULL;
 
+    credit_harness_oom_arm(1);
+
     if (ngx_http_credit_matrix_load(&cf, &file, &m) != NGX_CONF_OK) {
         m = NULL;
+
+    } else if (credit_harness_oom_failed()) {
+        fprintf(stderr, "harness: an allocation failed, yet the matrix "
+                "was loaded\n");
+        abort();
     }
+
+    credit_harness_oom_arm(0);
 
     unlink(name);
 
@@ -179,12 +254,19 @@ credit_harness_price(credit_harness_t *h, ngx_http_credit_route_t *rt)
 {
     ngx_int_t  rc;
 
+    credit_harness_oom_arm(1);
+
+    rc = NGX_OK;
+
     if (rt->needs_body) {
         rc = ngx_http_credit_body_params(&h->request, rt, &h->rec);
-        if (rc != NGX_OK) {
-            return rc;
-        }
     }
 
-    return ngx_http_credit_price(&h->request, rt, NULL, &h->rec);
+    if (rc == NGX_OK) {
+        rc = ngx_http_credit_price(&h->request, rt, NULL, &h->rec);
+    }
+
+    credit_harness_oom_arm(0);
+
+    return rc;
 }

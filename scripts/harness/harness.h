@@ -37,6 +37,11 @@ void credit_harness_request(credit_harness_t *h, const char *content_type,
 void credit_harness_free(credit_harness_t *h);
 ngx_int_t credit_harness_price(credit_harness_t *h,
     ngx_http_credit_route_t *rt);
+ngx_uint_t credit_harness_alloc_fails(void);
+ngx_uint_t credit_harness_oom_failed(void);
+void credit_harness_oom_arm(ngx_uint_t on);
+void credit_harness_oom_each(void (*run)(const uint8_t *data, size_t size),
+    const uint8_t *data, size_t size);
 
 
 #endif /* _CREDIT_HARNESS_H_INCLUDED_ */
