@@ -32,6 +32,11 @@
  * connection is closed, 'R' it is reset, 'Q' one more read is queued,
  * 'S' and a byte N: from then on send() takes 4 * N bytes, then no more
  * until 'W', the connection is writable again and takes everything.
+ *
+ * With FUZZ_OOM=1 each input runs again once for each allocation the
+ * client made in its first run (the output buffer growing), that one
+ * failing: the operation whose command did not fit is refused at once,
+ * and every promise above still holds.
  */
 
 #define ngx_http_credit_mc_create    fuzz_mc_create
@@ -65,6 +70,7 @@ typedef struct {
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static void fuzz_run(const uint8_t *data, size_t size);
 static void fuzz_init(void);
 static fuzz_op_t *fuzz_new_op(ngx_uint_t write, ngx_uint_t exists,
     size_t key_len);
@@ -407,9 +413,6 @@ fuzz_flush(void)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    u_char              ev;
-    ngx_uint_t          i, n, more, hello;
-    const uint8_t      *p, *end, *next;
     static ngx_uint_t   init;
 
     if (!init) {
@@ -417,8 +420,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         init = 1;
     }
 
+    credit_harness_oom_each(fuzz_run, data, size);
+
+    return 0;
+}
+
+
+static void
+fuzz_run(const uint8_t *data, size_t size)
+{
+    u_char              ev;
+    ngx_uint_t          i, n, more, hello;
+    const uint8_t      *p, *end, *next;
+
     if (size < 1) {
-        return 0;
+        return;
     }
 
     p = data;
@@ -478,6 +494,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     p++;
 
+    /* with FUZZ_OOM=1, one of the client's allocations from here fails */
+
+    credit_harness_oom_arm(1);
+
     for (i = 0; i < n && p < end; i++, p++) {
         (void) fuzz_new_op(*p & 1, (*p & 2) != 0, 4 * (*p >> 2));
     }
@@ -490,11 +510,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* as ngx_http_credit_connect() does, after they were queued */
 
     if (hello) {
+        /* in nginx, ngx_http_credit_connect(): not one that may fail */
+
+        credit_harness_oom_arm(0);
+
         if (ngx_http_credit_hello(server) != NGX_OK
             || stream_len + server->hello.cmd_len > FUZZ_STREAM)
         {
             abort();
         }
+
+        credit_harness_oom_arm(1);
 
         ngx_memmove(stream + server->hello.cmd_len, stream, stream_len);
         ngx_memcpy(stream, server->out_pos, server->hello.cmd_len);
@@ -592,6 +618,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_unsent();
     }
 
+    credit_harness_oom_arm(0);
+
     /* the end: what is still queued fails, as when a worker exits */
 
     if (server->c || !ngx_queue_empty(&server->sent)) {
@@ -621,6 +649,4 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         free(ops[i]);
     }
-
-    return 0;
 }

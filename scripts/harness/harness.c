@@ -37,7 +37,7 @@ static ngx_cycle_t  credit_cycle;
 /*
  * Allocation failures (FUZZ_OOM=1, with scripts/harness/oom.c linked):
  * while the module's code runs, allocations are counted and the
- * oom_fail_at-th one fails.
+ * credit_oom_fail_at-th one fails.
  */
 static ngx_uint_t   credit_oom;
 static ngx_uint_t   credit_oom_armed;
