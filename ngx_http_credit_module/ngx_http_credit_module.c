@@ -217,6 +217,7 @@ ngx_http_credit_create_main_conf(ngx_conf_t *cf)
     cmcf->timeout = NGX_CONF_UNSET_MSEC;
     cmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     cmcf->retry_timeout = NGX_CONF_UNSET_UINT;
+    cmcf->refund_retry = NGX_CONF_UNSET_UINT;
     cmcf->max_batch = NGX_CONF_UNSET_UINT;
     cmcf->max_pending = NGX_CONF_UNSET_UINT;
 
@@ -232,6 +233,7 @@ ngx_http_credit_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(cmcf->timeout, 500);
     ngx_conf_init_msec_value(cmcf->connect_timeout, 200);
     ngx_conf_init_uint_value(cmcf->retry_timeout, 1);
+    ngx_conf_init_uint_value(cmcf->refund_retry, 300);
     ngx_conf_init_uint_value(cmcf->max_batch, 64);
     ngx_conf_init_uint_value(cmcf->max_pending, 10000);
 
@@ -421,6 +423,17 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
             cmcf->retry_timeout = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "refund_retry=", 13) == 0) {
+            v.data = value[i].data + 13;
+            v.len = value[i].len - 13;
+            n = ngx_parse_time(&v, 1);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+            cmcf->refund_retry = n;
             continue;
         }
 

@@ -151,6 +151,7 @@ typedef struct {
     ngx_msec_t                   timeout;
     ngx_msec_t                   connect_timeout;
     ngx_uint_t                   retry_timeout;   /* seconds */
+    ngx_uint_t                   refund_retry;    /* seconds */
     ngx_uint_t                   max_batch;
     ngx_uint_t                   max_pending;
     ngx_shm_zone_t              *cache_zone;

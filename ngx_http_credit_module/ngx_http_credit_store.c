@@ -23,7 +23,6 @@
 
 
 #define NGX_HTTP_CREDIT_CAS_TRIES   100
-#define NGX_HTTP_CREDIT_OWED_TRIES  300         /* a second apart */
 #define NGX_HTTP_CREDIT_OWED_MAX    100000
 #define NGX_HTTP_CREDIT_VALUE_LEN   (2 * NGX_INT64_LEN + 2)
 
@@ -92,6 +91,7 @@ struct ngx_http_credit_store_s {
     ngx_uint_t                   max_batch;
     ngx_queue_t                  owed;        /* refunds to try again */
     ngx_uint_t                   nowed;
+    ngx_uint_t                   owed_tries;  /* a second apart */
     ngx_event_t                  owed_ev;
     ngx_log_t                   *log;
 };
@@ -156,6 +156,7 @@ ngx_http_credit_store_init(ngx_cycle_t *cycle,
     }
 
     store->max_batch = cmcf->max_batch;
+    store->owed_tries = cmcf->refund_retry;
     store->log = cycle->log;
     store->cache = cmcf->cache_zone ? cmcf->cache_zone->data : NULL;
 
@@ -1314,7 +1315,7 @@ ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
  * A refund that must reach memcached: refunds of upstream failures, and
  * charges that landed after their timeout.  One that cannot be sent now
  * (server down, too many operations pending, or its read failed) is tried
- * again every second, up to NGX_HTTP_CREDIT_OWED_TRIES times; a worker
+ * again every second, for refund_retry (credit_memcached); a worker
  * that is shutting down (a reload) waits for it, as for a request.
  */
 
@@ -1351,7 +1352,7 @@ static void
 ngx_http_credit_owed_queue(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op)
 {
-    if (++op->owed > NGX_HTTP_CREDIT_OWED_TRIES
+    if (++op->owed > store->owed_tries
         || store->nowed >= NGX_HTTP_CREDIT_OWED_MAX)
     {
         ngx_log_error(NGX_LOG_ALERT, store->log, 0,

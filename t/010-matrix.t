@@ -1364,3 +1364,23 @@ routes:
 --- must_die
 --- error_log
 credits.yaml:6: "min" must be an integer, not "-10000000000000001"
+
+
+
+=== TEST 102: credit_memcached: a refund_retry of 0
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT refund_retry=0s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- must_die
+--- error_log
+invalid parameter "refund_retry=0s"
+
+
+
+=== TEST 103: credit_memcached: a refund_retry that is no time
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT refund_retry=forever;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- must_die
+--- error_log
+invalid parameter "refund_retry=forever"

@@ -378,3 +378,36 @@ GET /credit-admin/t130-rr
 a refund of plan 20, pack 0 on "test:t130-rr" has an unknown outcome: memcached closed the connection
 --- no_error_log
 [emerg]
+
+
+
+=== TEST 9: a refund still owed after refund_retry is logged as lost
+As test 5, but with refund_retry=2s while memcached stays down for 3.5 s
+(retry_timeout=5s keeps it down for nginx): the refund is tried at once
+and then every second, and after the last try it is given up and logged
+at alert with the key and the amounts.  When memcached answers again the
+balance is what the charge left.
+--- http_config
+    credit_memcached 127.0.0.1:19918 timeout=200ms retry_timeout=5s refund_retry=2s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:19919;
+    }
+    location /credit-admin/ { credit_admin; }
+--- init
+my $slow = CreditTest::refund_due_while_stalled(19918, 19919, 't130-lost', 't130-other2');
+Time::HiRes::sleep(3.5);
+CreditTest::mc_signal('CONT', 19918);
+Time::HiRes::sleep(2.5);
+Test::More::like(CreditTest::memcached("get test:t130-lost\r\n", 19918) // '', qr/\r\n80 0\r\n/, "the refund was given up: the charge stands");
+CreditTest::stop($slow);
+--- request
+GET /credit-admin/t130-lost
+--- response_body
+{"account":"t130-lost","plan":80,"pack":0,"total":80}
+--- error_log eval
+[qr/\[alert\] .* credit: refund of plan 20, pack 0 to key "test:t130-lost" is lost after 3 tries: /]
