@@ -317,7 +317,8 @@ CreditTest::mc_stop(19918);
 my ($st) = CreditTest::finish_request($s);
 my $took = Time::HiRes::time() - $t0;
 Test::More::is($st, 503, "the charge in flight fails with 503");
-Test::More::ok($took < 1, sprintf("at once, not after the 5 s timeout (%.2f s)", $took));
+# $took includes mc_stop()'s wait for the port to close (up to 2 s)
+Test::More::ok($took < 3, sprintf("at the reset, not after the 5 s timeout (%.2f s)", $took));
 my ($st2) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rs' });
 Test::More::is($st2, 503, "then at once while the server is down");
 
