@@ -39,6 +39,25 @@ sub main::mc_unix_cmd {
                                     $cmd);
 }
 
+# the blocks whose charges go to an upstream on 19919 that fails (tests
+# 5, 8 and 9), with memcached on 19918: their http{} setup with these
+# credit_memcached options, and their locations
+sub main::failing_http {
+    my ($opts) = @_;
+    return "    credit_memcached 127.0.0.1:19918 $opts;\n"
+         . '    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;' . "\n"
+         . '    credit_key_prefix "test:";' . "\n";
+}
+
+our $FailingConfig = <<'_EOC_';
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:19919;
+    }
+    location /credit-admin/ { credit_admin; }
+_EOC_
+
 END {
     CreditTest::mc_stop($_) for @Ports, 19916, 19918;
     my $pid = CreditTest::mc_pid('unix');
@@ -228,17 +247,10 @@ The upstream takes 0.8 s and fails with 500.  Meanwhile memcached stalls,
 and a charge of another account times out on it, so the server is down
 when the refund is due.  The refund is not lost: it is tried again every
 second and lands once memcached answers.
---- http_config
-    credit_memcached 127.0.0.1:19918 timeout=200ms retry_timeout=5s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:19919;
-    }
-    location /credit-admin/ { credit_admin; }
+--- http_config eval
+main::failing_http('timeout=200ms retry_timeout=5s')
+--- config eval
+$main::FailingConfig
 --- init
 my $slow = CreditTest::refund_due_while_stalled(19918, 19919, 't130-rf', 't130-other');
 Time::HiRes::sleep(0.5);
@@ -343,17 +355,10 @@ stopped, so the refund waits unread in its socket, and then killed: the
 connection is reset.  The refund may have landed before a reset (not
 here: memcached died), so sending it again could give the credits back
 twice; it is logged at "alert" with the amounts instead, and not retried.
---- http_config
-    credit_memcached 127.0.0.1:19918 timeout=5s retry_timeout=1s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:19919;
-    }
-    location /credit-admin/ { credit_admin; }
+--- http_config eval
+main::failing_http('timeout=5s retry_timeout=1s')
+--- config eval
+$main::FailingConfig
 --- init
 CreditTest::mc_stop(19918);
 CreditTest::mc_start(19918);
@@ -388,17 +393,10 @@ As test 5, but with refund_retry=2s while memcached stays down for 3.5 s
 and then every second, and after the last try it is given up and logged
 at alert with the key and the amounts.  When memcached answers again the
 balance is what the charge left.
---- http_config
-    credit_memcached 127.0.0.1:19918 timeout=200ms retry_timeout=5s refund_retry=2s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:19919;
-    }
-    location /credit-admin/ { credit_admin; }
+--- http_config eval
+main::failing_http('timeout=200ms retry_timeout=5s refund_retry=2s')
+--- config eval
+$main::FailingConfig
 --- init
 my $slow = CreditTest::refund_due_while_stalled(19918, 19919, 't130-lost', 't130-other2');
 Time::HiRes::sleep(3.5);
