@@ -95,7 +95,9 @@ my $gdb = fork // die "fork: $!";
 if ($gdb == 0) {
     open STDOUT, '>', $out or die $!;
     open STDERR, '>&', \*STDOUT or die $!;
-    exec 'gdb', '-q', '-batch', '-nx', '-p', $old,
+    # bounded: a worker that never reaches the breakpoint fails the
+    # block instead of hanging it
+    exec 'timeout', '30', 'gdb', '-q', '-batch', '-nx', '-p', $old,
          '-ex', 'break ngx_http_credit_cache_unlock',
          '-ex', 'continue', '-ex', 'kill';
     exit 127;
