@@ -510,7 +510,11 @@ fuzz_run(const uint8_t *data, size_t size)
     /* as ngx_http_credit_connect() does, after they were queued */
 
     if (hello) {
-        /* in nginx, ngx_http_credit_connect(): not one that may fail */
+        /*
+         * this stands in for ngx_http_credit_connect(), whose answer to a
+         * failed hello (the connection dropped) is not modelled here: its
+         * allocation is not one that fails
+         */
 
         credit_harness_oom_arm(0);
 
