@@ -121,10 +121,10 @@ __DATA__
 === TEST 1: the lock of a worker killed while holding it is taken over
 The other worker is stopped (SIGSTOP) until the end, so that the charges
 go to the one gdb holds and then to the one started in its place (whose
-first charge reads: a new connection's memcached is not known yet).  The killed worker had written its charge to
-memcached: that charge stays (its request died with it, as any request
-does when its worker is killed), so eight charges of 20 are taken from
-1000.  Without the take-over every later charge of the account would
+first charge reads: a new connection's memcached is not known yet).  The
+killed worker had written its charge to memcached: that charge stays
+(its request died with it, as any request does when its worker is
+killed), so eight charges of 20 are taken from 1000.  Without the take-over every later charge of the account would
 find its cached token stale and read afresh (a read and two writes a
 charge), and the entry would never be written again.
 --- http_config eval
