@@ -124,9 +124,10 @@ go to the one gdb holds and then to the one started in its place (whose
 first charge reads: a new connection's memcached is not known yet).  The
 killed worker had written its charge to memcached: that charge stays
 (its request died with it, as any request does when its worker is
-killed), so eight charges of 20 are taken from 1000.  Without the take-over every later charge of the account would
-find its cached token stale and read afresh (a read and two writes a
-charge), and the entry would never be written again.
+killed), so eight charges of 20 are taken from 1000.  Without the
+take-over every later charge of the account would find its cached token
+stale and read afresh (a read and two writes a charge), and the entry
+would never be written again.
 --- http_config eval
 CreditTest::with_memcached($CreditTest::DefaultHttpConfig, '127.0.0.1:19940')
 --- init
