@@ -49,6 +49,21 @@ sub main::failing_http {
          . '    credit_key_prefix "test:";' . "\n";
 }
 
+# tests 5 and 9: $account's refund falls due while memcached is stalled
+# (CreditTest::refund_due_while_stalled), memcached goes on $stall s
+# later; $account's item in memcached 2.5 s after that
+sub main::refund_after_stall {
+    my ($account, $other, $stall) = @_;
+    my $slow = CreditTest::refund_due_while_stalled(19918, 19919, $account,
+                                                    $other);
+    Time::HiRes::sleep($stall);
+    CreditTest::mc_signal('CONT', 19918);
+    Time::HiRes::sleep(2.5);
+    my $item = CreditTest::memcached("get test:$account\r\n", 19918) // '';
+    CreditTest::stop($slow);
+    return $item;
+}
+
 our $FailingConfig = <<'_EOC_';
     location /v1/ {
         credit on;
@@ -252,12 +267,8 @@ main::failing_http('timeout=200ms retry_timeout=5s')
 --- config eval
 $main::FailingConfig
 --- init
-my $slow = CreditTest::refund_due_while_stalled(19918, 19919, 't130-rf', 't130-other');
-Time::HiRes::sleep(0.5);
-CreditTest::mc_signal('CONT', 19918);
-Time::HiRes::sleep(2.5);
-Test::More::like(CreditTest::memcached("get test:t130-rf\r\n", 19918) // '', qr/\r\n100 0\r\n/, "the refund landed once memcached was back");
-CreditTest::stop($slow);
+Test::More::like(main::refund_after_stall('t130-rf', 't130-other', 0.5),
+                 qr/\r\n100 0\r\n/, "the refund landed once memcached was back");
 --- request
 GET /credit-admin/t130-other
 --- response_body
@@ -398,12 +409,8 @@ main::failing_http('timeout=200ms retry_timeout=5s refund_retry=2s')
 --- config eval
 $main::FailingConfig
 --- init
-my $slow = CreditTest::refund_due_while_stalled(19918, 19919, 't130-lost', 't130-other2');
-Time::HiRes::sleep(3.5);
-CreditTest::mc_signal('CONT', 19918);
-Time::HiRes::sleep(2.5);
-Test::More::like(CreditTest::memcached("get test:t130-lost\r\n", 19918) // '', qr/\r\n80 0\r\n/, "the refund was given up: the charge stands");
-CreditTest::stop($slow);
+Test::More::like(main::refund_after_stall('t130-lost', 't130-other2', 3.5),
+                 qr/\r\n80 0\r\n/, "the refund was given up: the charge stands");
 --- request
 GET /credit-admin/t130-lost
 --- response_body
