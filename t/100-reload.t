@@ -25,10 +25,7 @@ sub main::write_matrix {
 }
 
 sub main::reload {
-    open my $in, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die $!;
-    my $pid = <$in>;
-    chomp $pid;
-    kill 'HUP', $pid;
+    kill 'HUP', CreditTest::master_pid();
 }
 
 sub main::wait_cost {

@@ -98,10 +98,7 @@ $CreditTest::DefaultConfig
 CreditTest::grant('t170-4', 100);
 my @res;
 push @res, (CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't170-4' }))[0] for 1 .. 2;
-open my $in, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die $!;
-my $pid = <$in>;
-chomp $pid;
-kill 'HUP', $pid;
+kill 'HUP', CreditTest::master_pid();
 Time::HiRes::sleep(1.5);        # the old workers are gone
 push @res, (CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't170-4' }))[0];
 Test::More::is("@res", "200 200 200", "charged twice, reloaded, charged once more");

@@ -43,16 +43,9 @@ our $GdbOut = "$ENV{TEST_NGINX_SERVER_ROOT}/logs/gdb.out";
 
 END { CreditTest::mc_stop($Mc) }
 
-sub main::master {
-    open my $in, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die $!;
-    my $pid = <$in>;
-    chomp $pid;
-    return $pid;
-}
-
 # the pids of the master's children
 sub main::worker_pids {
-    my $master = main::master();
+    my $master = CreditTest::master_pid();
     my @pids;
     for my $stat (glob '/proc/[0-9]*/stat') {
         open my $in, '<', $stat or next;

@@ -284,6 +284,14 @@ sub mc_start {
     });
 }
 
+# the pid of the block's nginx master (for master_on() files)
+sub master_pid {
+    open my $in, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die $!;
+    my $pid = <$in>;
+    chomp $pid;
+    return $pid;
+}
+
 # the pid of the test memcached NAME (its port, or "unix"), or undef
 sub mc_pid {
     my ($name) = @_;
