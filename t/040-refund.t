@@ -328,6 +328,27 @@ credit: refund of 20 credits (plan 20, pack 0) to "t040-11": client closed the c
 
 
 
+=== TEST 12: credit_refund_status 499: a client that leaves while the upstream works gets its charge back
+The charge lands and the request goes to an upstream that takes a second
+to answer; the client closes its connection before that.  nginx ends the
+request with 499, which is listed here, and the log phase gives the
+charge back: the balance is whole again.
+--- config eval
+my $c = $CreditTest::DefaultConfig;
+$c =~ s/(credit_account \$http_x_api_key;\n)/$1        credit_refund_status 5xx 499;\n/;
+$c =~ s/\$TEST_NGINX_BACKEND_PORT/19927/;
+$c
+--- init
+CreditTest::leave_while_proxied(19927, 't040-12');
+--- request
+GET /credit-admin/t040-12
+--- response_body
+{"account":"t040-12","plan":100,"pack":0,"total":100}
+--- error_log
+credit: refund of 20 credits (plan 20, pack 0) to "t040-12": request failed
+
+
+
 === TEST 13: a subrequest that fails does not refund its main request
 A mirror of a metered request gets a 500, and with log_subrequest on its
 log phase runs too: the main request, answered 200, stays charged, and
@@ -371,5 +392,24 @@ X-API-Key: t040-13
  "ok POST /v1/background-removal\n",
  qq({"account":"t040-13","plan":80,"pack":0,"total":80}\n),
  qq({"requests":{"charged":1,"refunded":0,"free":0,"insufficient":0,"invalid":0,"unpriced":0,"missing_account":0,"unmetered":0,"error":0},"credits":{"charged":20,"refunded":0},"memcached":{"failures":0}}\n)]
+--- no_error_log
+credit: refund
+
+
+
+=== TEST 14: by default a client that leaves while the upstream works stays charged
+The same as test 12 without 499 in credit_refund_status: the request was
+charged and proxied, and a client that does not wait for the answer does
+not get the charge back.
+--- config eval
+my $c = $CreditTest::DefaultConfig;
+$c =~ s/\$TEST_NGINX_BACKEND_PORT/19928/;
+$c
+--- init
+CreditTest::leave_while_proxied(19928, 't040-14');
+--- request
+GET /credit-admin/t040-14
+--- response_body
+{"account":"t040-14","plan":80,"pack":0,"total":80}
 --- no_error_log
 credit: refund

@@ -380,6 +380,29 @@ sub leave_while_charging {
 }
 
 
+# The client leaves while the upstream works: an upstream on $up answers
+# 200 a second after each request; $account, granted 100 plan credits,
+# sends a metered POST of /v1/background-removal (cost 20), which is
+# charged and proxied, and closes its connection 0.3 s later, before the
+# answer.  The blocks check the balance afterwards.
+sub leave_while_proxied {
+    my ($up, $account) = @_;
+    serve($up, sub {
+        my ($c) = @_;
+        sysread($c, my $req, 65536);
+        sleep(1);
+        syswrite($c, "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+    });
+    grant($account, 100, 0);
+    my $s = start_request('/v1/background-removal', $account);
+    sleep(0.3);
+    Test::More::like(memcached("get test:$account\r\n") // '',
+                     qr/\r\n80 0\r\n/, "charged while the upstream works");
+    close $s;
+    sleep(0.3);
+}
+
+
 # a metered POST for $account on a connection of its own, not waited for:
 # finish_request() reads its answer, (status, \%headers, body)
 sub start_request {
