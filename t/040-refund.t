@@ -345,6 +345,7 @@ GET /credit-admin/t040-12
 --- response_body
 {"account":"t040-12","plan":100,"pack":0,"total":100}
 --- error_log
+client prematurely closed connection
 credit: refund of 20 credits (plan 20, pack 0) to "t040-12": request failed
 
 
@@ -411,5 +412,7 @@ CreditTest::leave_while_proxied(19928, 't040-14');
 GET /credit-admin/t040-14
 --- response_body
 {"account":"t040-14","plan":80,"pack":0,"total":80}
+--- error_log
+client prematurely closed connection
 --- no_error_log
 credit: refund
