@@ -387,12 +387,7 @@ sub leave_while_charging {
 # answer.  The blocks check the balance afterwards.
 sub leave_while_proxied {
     my ($up, $account) = @_;
-    serve($up, sub {
-        my ($c) = @_;
-        sysread($c, my $req, 65536);
-        sleep(1);
-        syswrite($c, "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
-    });
+    delayed_upstream($up, 1, '200 OK', "ok\n");
     grant($account, 100, 0);
     my $s = start_request('/v1/background-removal', $account);
     sleep(0.3);
@@ -424,12 +419,20 @@ sub finish_request {
 # an upstream on $port that answers 500 after $delay seconds; its pid
 sub failing_upstream {
     my ($port, $delay) = @_;
+    return delayed_upstream($port, $delay, '500 Internal Server Error',
+                            "boom\n");
+}
+
+# an upstream on $port that answers "$status" with $body after $delay
+# seconds; its pid
+sub delayed_upstream {
+    my ($port, $delay, $status, $body) = @_;
     return serve($port, sub {
         my ($c) = @_;
         sysread($c, my $req, 65536);
         sleep($delay);
-        syswrite($c, "HTTP/1.0 500 Internal Server Error\r\n"
-                     . "Content-Length: 5\r\n\r\nboom\n");
+        syswrite($c, "HTTP/1.0 $status\r\nContent-Length: "
+                     . length($body) . "\r\n\r\n$body");
     });
 }
 
