@@ -64,6 +64,45 @@ sub main::refund_after_stall {
     return $item;
 }
 
+# tests 10 and 11: another writer (another edge, say) sets $account's
+# balance to 500 plan credits on 19918, behind this nginx's cache; the
+# reply
+sub main::other_writer {
+    my ($account) = @_;
+    return CreditTest::memcached("set test:$account 0 0 5\r\n500 0\r\n",
+                                 19918) // '';
+}
+
+# tests 11 and 13: $account (granted 100) is charged through the upstream
+# on 19919, which fails with 500 after 0.8 s; meanwhile, if $behind,
+# another writer sets the balance behind this nginx (other_writer), and
+# memcached is stopped, so the refund times out; memcached goes on 0.6 s
+# later.  $account's item in memcached 2.5 s after that
+sub main::refund_times_out {
+    my ($account, $behind) = @_;
+    CreditTest::mc_stop(19918);
+    CreditTest::mc_start(19918);
+    my $slow = CreditTest::failing_upstream(19919, 0.8);
+    CreditTest::grant($account, 100, 0, undef);
+    my $s = CreditTest::start_request('/v1/background-removal', $account);
+    Time::HiRes::sleep(0.3);
+    Test::More::like(CreditTest::memcached("get test:$account\r\n", 19918)
+                     // '', qr/\r\n80 0\r\n/,
+                     "charged while the upstream works");
+    Test::More::is(main::other_writer($account), "STORED\r\n",
+                   "another writer sets 500 behind this nginx") if $behind;
+    CreditTest::mc_signal('STOP', 19918);
+    my ($st) = CreditTest::finish_request($s);
+    Test::More::is($st, 500,
+                   "the upstream failed: the refund is sent to the stopped memcached");
+    Time::HiRes::sleep(0.6);
+    CreditTest::mc_signal('CONT', 19918);
+    Time::HiRes::sleep(2.5);
+    my $item = CreditTest::memcached("get test:$account\r\n", 19918) // '';
+    CreditTest::stop($slow);
+    return $item;
+}
+
 our $FailingConfig = <<'_EOC_';
     location /v1/ {
         credit on;
@@ -417,3 +456,119 @@ GET /credit-admin/t130-lost
 {"account":"t130-lost","plan":80,"pack":0,"total":80}
 --- error_log eval
 [qr/\[alert\] .* credit: refund of plan 20, pack 0 to key "test:t130-lost" is lost after 3 tries: /]
+
+
+
+=== TEST 10: a charge sent with a stale token times out, and never lands: nothing is taken
+The account's balance is in this nginx's cache when another writer
+(another edge, or a grant through another nginx) changes it in
+memcached.  memcached is then stopped, and the next charge, decided on
+the cached balance, times out with 503.  When memcached wakes up it
+refuses that write (its token is stale), and the late reply says so:
+the charge is logged as not taken, and the balance is the other
+writer's, whole.
+--- http_config
+    credit_memcached 127.0.0.1:19918 timeout=300ms retry_timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+CreditTest::mc_stop(19918);
+CreditTest::mc_start(19918);
+CreditTest::grant('t130-cf', 100, 0, undef);
+my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-cf' });
+Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged: the balance is cached");
+Test::More::is(main::other_writer('t130-cf'), "STORED\r\n", "another writer sets 500 behind this nginx");
+
+CreditTest::mc_signal('STOP', 19918);
+my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-cf' });
+Test::More::is($st, 503, "the charge, sent with the cached token, times out");
+CreditTest::mc_signal('CONT', 19918);
+Time::HiRes::sleep(0.5);
+Test::More::like(CreditTest::memcached("get test:t130-cf\r\n", 19918) // '', qr/\r\n500 0\r\n/, "in memcached: the other writer's balance, nothing taken");
+--- request
+GET /credit-admin/t130-cf
+--- response_body
+{"account":"t130-cf","plan":500,"pack":0,"total":500}
+--- error_log
+memcached timed out (127.0.0.1:19918), 1 operation failed
+a timed-out charge of plan 20, pack 0 on "test:t130-cf" did not land: nothing was taken
+
+
+
+=== TEST 11: a refund sent with a stale token times out and does not land: it is sent again
+The upstream fails with 500 after 0.8 s.  Meanwhile another writer
+changes the balance behind this nginx, and memcached is stopped, so the
+refund, decided on the cached balance, times out.  When memcached wakes
+up it refuses that write (its token is stale); the late reply says the
+refund did not land, and it is sent again, on a fresh read: the balance
+is the other writer's plus the refund.
+--- http_config eval
+main::failing_http('timeout=300ms retry_timeout=1s')
+--- config eval
+$main::FailingConfig
+--- init
+Test::More::like(main::refund_times_out('t130-rc', 1), qr/\r\n520 0\r\n/,
+                 "the refund was sent again and landed once");
+--- request
+GET /credit-admin/t130-rc
+--- response_body
+{"account":"t130-rc","plan":520,"pack":0,"total":520}
+--- error_log
+a timed-out refund of plan 20, pack 0 on "test:t130-rc" did not land; trying again
+--- no_error_log
+[alert]
+
+
+
+=== TEST 12: a grant sent with a stale token times out and does not land: it is not applied
+As test 10, for a grant through the admin API: its caller got a 503;
+when memcached wakes up and refuses the write, the late reply is logged
+at "warn" as not applied, and the balance is the other writer's.
+--- http_config
+    credit_memcached 127.0.0.1:19918 timeout=300ms retry_timeout=1s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+--- config
+    location /credit-admin/ { credit_admin; }
+--- init
+CreditTest::mc_stop(19918);
+CreditTest::mc_start(19918);
+CreditTest::grant('t130-gc', 100, 0, undef);
+Test::More::is(main::other_writer('t130-gc'), "STORED\r\n", "another writer sets 500 behind this nginx");
+CreditTest::mc_signal('STOP', 19918);
+my ($st) = CreditTest::request('PUT', '/credit-admin/t130-gc/plan', {}, 300);
+Test::More::is($st, 503, "the grant, sent with the cached token, times out: 503");
+CreditTest::mc_signal('CONT', 19918);
+Time::HiRes::sleep(0.5);
+--- request
+GET /credit-admin/t130-gc
+--- response_body
+{"account":"t130-gc","plan":500,"pack":0,"total":500}
+--- error_log eval
+[qr/\[warn\] .* a timed-out grant \(plan set\) of plan 300, pack 0 on "test:t130-gc" did not land: it is not applied/]
+
+
+
+=== TEST 13: a refund that times out and lands late is applied, once
+As test 11 without the other writer: memcached applies the refund it
+had buffered when it wakes up, the late reply says so, and it is not
+sent again: the balance is the grant's 100.
+--- http_config eval
+main::failing_http('timeout=300ms retry_timeout=1s')
+--- config eval
+$main::FailingConfig
+--- init
+Test::More::like(main::refund_times_out('t130-rl', 0), qr/\r\n100 0\r\n/,
+                 "the refund landed late, once");
+--- request
+GET /credit-admin/t130-rl
+--- response_body
+{"account":"t130-rl","plan":100,"pack":0,"total":100}
+--- error_log
+a timed-out refund of plan 20, pack 0 on "test:t130-rl" reached memcached late and is applied
+--- no_error_log
+[alert]
