@@ -89,6 +89,7 @@ struct ngx_http_credit_mc_s {
     time_t                       retry_timeout;
     ngx_uint_t                   max_pending;
     ngx_log_t                   *log;
+    unsigned                     shut:1;      /* the worker is exiting */
 };
 
 
@@ -413,6 +414,12 @@ ngx_http_credit_send(ngx_http_credit_server_t *s, ngx_http_credit_op_t *op,
 
     mc = s->mc;
 
+    if (mc->shut) {
+        ngx_cpystrn((u_char *) op->err, (u_char *) "the worker is exiting",
+                    sizeof(op->err));
+        return NGX_ERROR;
+    }
+
     if (s->down_until > ngx_time()) {
         ngx_cpystrn((u_char *) op->err, (u_char *) "memcached server is down",
                     sizeof(op->err));
@@ -717,6 +724,17 @@ ngx_http_credit_read_handler(ngx_event_t *rev)
     c = rev->data;
     s = c->data;
 
+    if (c->close) {
+
+        /*
+         * worker_shutdown_timeout: nginx closes every connection of the
+         * exiting worker, and so do we, late replies or not
+         */
+
+        ngx_http_credit_mc_shutdown(s->mc);
+        return;
+    }
+
     if (rev->timedout) {
         rev->timedout = 0;
         ngx_http_credit_server_timeout(s);
@@ -994,6 +1012,41 @@ ngx_http_credit_parse(ngx_http_credit_server_t *s)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The worker's graceful shutdown ran out of worker_shutdown_timeout: every
+ * connection is closed and nothing more is sent.  The writes sent and not
+ * answered, timed out or not, have an unknown outcome and are logged.
+ */
+
+void
+ngx_http_credit_mc_shutdown(ngx_http_credit_mc_t *mc)
+{
+    ngx_uint_t  i;
+
+    if (mc->shut) {
+        return;
+    }
+
+    mc->shut = 1;
+
+    ngx_log_error(NGX_LOG_NOTICE, mc->log, 0,
+                  "credit: worker_shutdown_timeout: closing the memcached "
+                  "connections");
+
+    for (i = 0; i < mc->nservers; i++) {
+        ngx_http_credit_server_fail(&mc->servers[i], "the worker is exiting",
+                                    0);
+    }
+}
+
+
+ngx_uint_t
+ngx_http_credit_mc_is_shut(ngx_http_credit_mc_t *mc)
+{
+    return mc->shut;
 }
 
 

@@ -350,6 +350,8 @@ ngx_int_t ngx_http_credit_mc_store(ngx_http_credit_mc_t *mc,
     ngx_http_credit_op_t *op, u_char *value, size_t len);
 uint64_t ngx_http_credit_mc_instance(ngx_http_credit_mc_t *mc,
     ngx_http_credit_op_t *op);
+void ngx_http_credit_mc_shutdown(ngx_http_credit_mc_t *mc);
+ngx_uint_t ngx_http_credit_mc_is_shut(ngx_http_credit_mc_t *mc);
 
 /* cache.c */
 ngx_http_credit_cache_t *ngx_http_credit_cache_create(ngx_conf_t *cf);

@@ -93,7 +93,9 @@ struct ngx_http_credit_store_s {
     ngx_uint_t                   nowed;
     ngx_uint_t                   owed_tries;  /* a second apart */
     ngx_event_t                  owed_ev;
+    ngx_msec_t                   exiting_since;
     ngx_log_t                   *log;
+    unsigned                     exiting:1;   /* seen shutting down */
 };
 
 
@@ -135,6 +137,9 @@ static void ngx_http_credit_ghost_reply(ngx_http_credit_op_t *g,
 static void ngx_http_credit_owed_queue(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op);
 static void ngx_http_credit_owed_retry(ngx_event_t *ev);
+static ngx_uint_t ngx_http_credit_owed_give_up(ngx_http_credit_store_t *store);
+static void ngx_http_credit_owed_lost(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op);
 static void ngx_http_credit_owed_done(ngx_http_credit_op_t *op);
 
 
@@ -209,12 +214,7 @@ ngx_http_credit_store_exit(ngx_http_credit_main_conf_t *cmcf)
         ngx_queue_remove(q);
         op = ngx_queue_data(q, ngx_http_credit_op_t, wait.queue);
 
-        ngx_log_error(NGX_LOG_ALERT, store->log, 0,
-                      "credit: refund of plan %L, pack %L to key \"%s\" is "
-                      "lost: the worker exits before memcached took it",
-                      op->plan_amount, op->pack_amount, op->key);
-
-        ngx_http_credit_op_free(op);
+        ngx_http_credit_owed_lost(store, op);
     }
 
     /* what was kept for reuse */
@@ -1352,6 +1352,11 @@ static void
 ngx_http_credit_owed_queue(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op)
 {
+    if (ngx_http_credit_mc_is_shut(store->mc)) {
+        ngx_http_credit_owed_lost(store, op);
+        return;
+    }
+
     if (++op->owed > store->owed_tries
         || store->nowed >= NGX_HTTP_CREDIT_OWED_MAX)
     {
@@ -1381,6 +1386,20 @@ ngx_http_credit_owed_retry(ngx_event_t *ev)
 
     store = ev->data;
 
+    if (ngx_http_credit_owed_give_up(store)) {
+        while (!ngx_queue_empty(&store->owed)) {
+            q = ngx_queue_head(&store->owed);
+            ngx_queue_remove(q);
+            op = ngx_queue_data(q, ngx_http_credit_op_t, wait.queue);
+
+            ngx_http_credit_owed_lost(store, op);
+        }
+
+        store->nowed = 0;
+
+        return;
+    }
+
     /* take the list out first: a refund that fails again goes back in */
 
     ngx_queue_init(&owed);
@@ -1401,6 +1420,55 @@ ngx_http_credit_owed_retry(ngx_event_t *ev)
             ngx_http_credit_owed_queue(store, op);
         }
     }
+}
+
+
+/*
+ * A worker shutting down waits for the refunds it owes, as for its
+ * requests, but not past worker_shutdown_timeout: then nginx closes the
+ * connections (memcached's too, which shuts the client), or, when no
+ * connection to memcached is open, this timer finds the time is up (it
+ * counts from the first retry that saw the worker exiting, so up to a
+ * second late).  The refunds still owed are logged as lost.
+ */
+
+static ngx_uint_t
+ngx_http_credit_owed_give_up(ngx_http_credit_store_t *store)
+{
+    ngx_core_conf_t  *ccf;
+
+    if (ngx_exiting && !ngx_http_credit_mc_is_shut(store->mc)) {
+
+        if (!store->exiting) {
+            store->exiting = 1;
+            store->exiting_since = ngx_current_msec;
+        }
+
+        ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                               ngx_core_module);
+
+        if (ccf->shutdown_timeout
+            && ngx_current_msec - store->exiting_since
+               >= ccf->shutdown_timeout)
+        {
+            ngx_http_credit_mc_shutdown(store->mc);
+        }
+    }
+
+    return ngx_http_credit_mc_is_shut(store->mc);
+}
+
+
+static void
+ngx_http_credit_owed_lost(ngx_http_credit_store_t *store,
+    ngx_http_credit_op_t *op)
+{
+    ngx_log_error(NGX_LOG_ALERT, store->log, 0,
+                  "credit: refund of plan %L, pack %L to key \"%s\" is "
+                  "lost: the worker exits before memcached took it",
+                  op->plan_amount, op->pack_amount, op->key);
+
+    ngx_http_credit_op_free(op);
 }
 
 

@@ -39,6 +39,21 @@ sub main::wait_cost {
     return $got;
 }
 
+# tests 3 and 4: reloads, and checks that the old worker exits at
+# worker_shutdown_timeout (1 s), within $late s of the reload
+sub main::reload_until_exit {
+    my ($late) = @_;
+    my ($old) = CreditTest::worker_pids();
+    main::reload();                     # the old worker starts shutting down
+    my $t0 = Time::HiRes::time();
+    Time::HiRes::sleep(0.05) while kill(0, $old) && Time::HiRes::time() - $t0 < 5;
+    my $took = Time::HiRes::time() - $t0;
+    Test::More::ok(!kill(0, $old),
+                   sprintf("the old worker exited (after %.1f s)", $took));
+    Test::More::ok($took >= 0.9 && $took < $late,
+                   "at worker_shutdown_timeout, not at refund_retry");
+}
+
 END { CreditTest::mc_stop(19920) }
 
 run_tests();
@@ -99,3 +114,82 @@ GET /credit-admin/t100-rl
 {"account":"t100-rl","plan":100,"pack":0,"total":100}
 --- error_log
 refund of plan 20, pack 0 to key "test:t100-rl" done after
+
+
+
+=== TEST 3: worker_shutdown_timeout ends a worker that waits for a late reply: its write is logged as of unknown outcome
+A charge times out on a stopped memcached, so the worker keeps its
+connection for the late reply (for up to 60 s).  After a reload with
+worker_shutdown_timeout 1s, the old worker does not wait that long: at
+the timeout nginx closes its connections, the memcached one too, the
+charge is logged at "alert" as of unknown outcome with the key and the
+amounts, and the worker exits.  Here the charge does land when
+memcached wakes up, and nobody is left to give it back: the balance
+shows it, as the log line says it may.
+--- main_config
+    worker_shutdown_timeout 1s;
+--- http_config
+    credit_memcached 127.0.0.1:19920 timeout=200ms retry_timeout=5s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+--- init
+CreditTest::mc_stop(19920);
+CreditTest::mc_start(19920);
+CreditTest::grant('t100-gh', 100, 0, undef);
+my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't100-gh' });
+Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged");
+CreditTest::mc_signal('STOP', 19920);
+my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't100-gh' });
+Test::More::is($st, 503, "the next charge times out: its late reply is awaited");
+main::reload_until_exit(1.6);
+CreditTest::mc_signal('CONT', 19920);
+Time::HiRes::sleep(0.5);
+Test::More::like(CreditTest::memcached("get test:t100-gh\r\n", 19920) // '', qr/\r\n60 0\r\n/, "the write landed late, and was not given back");
+--- request
+GET /credit-admin/t100-gh
+--- response_body
+{"account":"t100-gh","plan":60,"pack":0,"total":60}
+--- error_log eval
+[qr/\[alert\] .* credit: a timed-out charge of plan 20, pack 0 on "test:t100-gh" has an unknown outcome: the worker is exiting/,
+ "credit: worker_shutdown_timeout: closing the memcached connections"]
+
+
+
+=== TEST 4: worker_shutdown_timeout ends a worker that owes a refund: the refund is logged as lost
+As test 2, but with worker_shutdown_timeout 1s, and memcached is killed
+before the reload, so the old worker has no connection to it that nginx
+could close at the timeout: its retries of the refund find the time is
+up (counted from the first retry that saw the worker exiting, so up to a
+second late), log the refund at "alert" as lost with the key and the
+amounts, and let the worker exit, where without the timeout it would
+keep trying for refund_retry (5 minutes).
+--- main_config
+    worker_shutdown_timeout 1s;
+--- http_config
+    credit_memcached 127.0.0.1:19920 timeout=200ms retry_timeout=5s;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+    credit_key_prefix "test:";
+--- config
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:19921;
+    }
+    location /credit-admin/ { credit_admin; }
+--- init
+my $slow = CreditTest::refund_due_while_stalled(19920, 19921, 't100-nc', 't100-nc-other');
+CreditTest::mc_stop(19920);
+main::reload_until_exit(3.5);
+CreditTest::stop($slow);
+CreditTest::mc_start(19920);
+--- request
+GET /credit-admin/t100-nc
+--- response_body
+{"account":"t100-nc","plan":0,"pack":0,"total":0}
+--- error_log eval
+[qr/\[alert\] .* credit: a timed-out charge of plan 20, pack 0 on "test:t100-nc-other" has an unknown outcome: memcached closed the connection/,
+ qr/\[alert\] .* credit: refund of plan 20, pack 0 to key "test:t100-nc" is lost: the worker exits before memcached took it/]

@@ -43,18 +43,6 @@ our $GdbOut = "$ENV{TEST_NGINX_SERVER_ROOT}/logs/gdb.out";
 
 END { CreditTest::mc_stop($Mc) }
 
-# the pids of the master's children
-sub main::worker_pids {
-    my $master = CreditTest::master_pid();
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $in, '<', $stat or next;
-        my $line = <$in> // next;
-        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $master;
-    }
-    return sort { $a <=> $b } @pids;
-}
-
 sub main::charge {
     my ($account) = @_;
     my ($st) = CreditTest::request('POST', '/v1/background-removal',
@@ -128,7 +116,7 @@ CreditTest::mc_start($main::Mc);
 CreditTest::grant('t190', 1000);
 Test::More::is(main::charge('t190'), 200, "charged: the account is cached");
 
-my ($old, $other) = main::worker_pids();
+my ($old, $other) = CreditTest::worker_pids();
 kill 'STOP', $other;
 my $gdb = main::gdb_at_unlock($old, 'kill');
 
@@ -142,7 +130,7 @@ Test::More::ok(!kill(0, $old), "the worker is gone");
 
 my @new;
 for (1 .. 250) {
-    @new = grep { $_ != $old && $_ != $other } main::worker_pids();
+    @new = grep { $_ != $old && $_ != $other } CreditTest::worker_pids();
     last if @new;
     Time::HiRes::sleep(0.02);
 }
@@ -187,7 +175,7 @@ CreditTest::grant('t190-stuck', 1000);
 my $release = "$ENV{TEST_NGINX_SERVER_ROOT}/logs/release";
 unlink $release;
 
-my ($held, $other) = main::worker_pids();
+my ($held, $other) = CreditTest::worker_pids();
 
 # the other worker's connection to memcached first, with a charge of
 # another account while this one is stopped: it knows its memcached

@@ -292,6 +292,18 @@ sub master_pid {
     return $pid;
 }
 
+# the pids of the master's children (its workers), in order
+sub worker_pids {
+    my $master = master_pid();
+    my @pids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $in, '<', $stat or next;
+        my $line = <$in> // next;
+        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $master;
+    }
+    return sort { $a <=> $b } @pids;
+}
+
 # the pid of the test memcached NAME (its port, or "unix"), or undef
 sub mc_pid {
     my ($name) = @_;
