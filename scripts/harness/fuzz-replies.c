@@ -31,7 +31,9 @@
  * timeout fires, 'A' it fires after more than 60 s of silence, 'E' the
  * connection is closed, 'R' it is reset, 'Q' one more read is queued,
  * 'S' and a byte N: from then on send() takes 4 * N bytes, then no more
- * until 'W', the connection is writable again and takes everything.
+ * until 'W', the connection is writable again and takes everything, 'X'
+ * worker_shutdown_timeout: nginx closes the connection (c->close), and
+ * then one more operation must be refused at once.
  *
  * With FUZZ_OOM=1 each input runs again once for each allocation the
  * client made in its first run (the output buffer growing), that one
@@ -42,6 +44,8 @@
 #define ngx_http_credit_mc_create    fuzz_mc_create
 #define ngx_http_credit_mc_destroy   fuzz_mc_destroy
 #define ngx_http_credit_mc_instance  fuzz_mc_instance
+#define ngx_http_credit_mc_shutdown  fuzz_mc_shutdown
+#define ngx_http_credit_mc_is_shut   fuzz_mc_is_shut
 #define ngx_http_credit_mc_gets      fuzz_mc_gets
 #define ngx_http_credit_mc_store     fuzz_mc_store
 #define ngx_http_credit_op_reply     fuzz_op_reply
@@ -430,6 +434,7 @@ static void
 fuzz_run(const uint8_t *data, size_t size)
 {
     u_char              ev;
+    fuzz_op_t          *f;
     ngx_uint_t          i, n, more, hello;
     const uint8_t      *p, *end, *next;
 
@@ -474,6 +479,7 @@ fuzz_run(const uint8_t *data, size_t size)
     no_ghosts = (*p & 2) != 0;
     n = (*p >> 2) & 31;
     mc->max_pending = (*p & 0x80) ? 4 : 1000;
+    mc->shut = 0;
     hello = *p & 1;
 
     /* the output buffer of a new server, as small as it starts here */
@@ -565,6 +571,7 @@ fuzz_run(const uint8_t *data, size_t size)
         case 'A':
         case 'Q':
         case 'W':
+        case 'X':
             more = 1;
             break;
         case 'S':
@@ -588,6 +595,23 @@ fuzz_run(const uint8_t *data, size_t size)
                                             : mc->timeout;
             conn_read.timedout = 1;
             ngx_http_credit_read_handler(&conn_read);
+        }
+
+        if (server->c && ev == 'X') {
+
+            /* as ngx_shutdown_timer_handler() does */
+
+            conn.close = 1;
+            ngx_http_credit_read_handler(&conn_read);
+
+            f = fuzz_new_op(0, 0, 0);
+
+            if (server->c || !ngx_queue_empty(&server->sent)
+                || (f && f->answers != 1))
+            {
+                fprintf(stderr, "fuzz-replies: the client is not shut\n");
+                abort();
+            }
         }
 
         if (server->c && ev == 'Q') {
