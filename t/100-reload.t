@@ -145,7 +145,7 @@ Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged");
 CreditTest::mc_signal('STOP', 19920);
 my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't100-gh' });
 Test::More::is($st, 503, "the next charge times out: its late reply is awaited");
-main::reload_until_exit(1.6);
+main::reload_until_exit(2);
 CreditTest::mc_signal('CONT', 19920);
 Time::HiRes::sleep(0.5);
 Test::More::like(CreditTest::memcached("get test:t100-gh\r\n", 19920) // '', qr/\r\n60 0\r\n/, "the write landed late, and was not given back");
