@@ -54,6 +54,17 @@ sub main::reload_until_exit {
                    "at worker_shutdown_timeout, not at refund_retry");
 }
 
+# tests 2 and 4: charges proxied to the upstream on 19921, which
+# refund_due_while_stalled() makes fail
+our $RefundConfig = <<'_EOC_';
+    location /v1/ {
+        credit on;
+        credit_account $http_x_api_key;
+        proxy_pass http://127.0.0.1:19921;
+    }
+    location /credit-admin/ { credit_admin; }
+_EOC_
+
 END { CreditTest::mc_stop(19920) }
 
 run_tests();
@@ -89,17 +100,11 @@ credits.yaml:6: unknown key "surprise" in a route
 As t/130-servers.t TEST 5, but nginx is reloaded while the refund waits
 for memcached: the old worker does not exit with the debt, it sends the
 refund when memcached is back.
---- http_config
-    credit_memcached 127.0.0.1:19920 timeout=200ms retry_timeout=5s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:19921;
-    }
-    location /credit-admin/ { credit_admin; }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19920 timeout=200ms retry_timeout=5s')
+--- config eval
+$main::RefundConfig
 --- init
 my $slow = CreditTest::refund_due_while_stalled(19920, 19921, 't100-rl', 't100-rl-other');
 main::reload();                         # the old worker starts shutting down
@@ -128,20 +133,11 @@ memcached wakes up, and nobody is left to give it back: the balance
 shows it, as the log line says it may.
 --- main_config
     worker_shutdown_timeout 1s;
---- http_config
-    credit_memcached 127.0.0.1:19920 timeout=200ms retry_timeout=5s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19920 timeout=200ms retry_timeout=5s')
 --- init
-CreditTest::mc_stop(19920);
-CreditTest::mc_start(19920);
-CreditTest::grant('t100-gh', 100, 0, undef);
-my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't100-gh' });
-Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged");
+CreditTest::charged_once(19920, 't100-gh');
 CreditTest::mc_signal('STOP', 19920);
 my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't100-gh' });
 Test::More::is($st, 503, "the next charge times out: its late reply is awaited");
@@ -169,17 +165,11 @@ amounts, and let the worker exit, where without the timeout it would
 keep trying for refund_retry (5 minutes).
 --- main_config
     worker_shutdown_timeout 1s;
---- http_config
-    credit_memcached 127.0.0.1:19920 timeout=200ms retry_timeout=5s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
---- config
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:19921;
-    }
-    location /credit-admin/ { credit_admin; }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19920 timeout=200ms retry_timeout=5s')
+--- config eval
+$main::RefundConfig
 --- init
 my $slow = CreditTest::refund_due_while_stalled(19920, 19921, 't100-nc', 't100-nc-other');
 CreditTest::mc_stop(19920);

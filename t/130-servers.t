@@ -260,19 +260,11 @@ is in flight.  The request fails with 503 within the timeout, as not
 charged.  When memcached wakes up it runs the write it had buffered, and
 the late reply tells nginx, which gives the credits back: the balance
 ends where it started.
---- http_config
-    credit_memcached 127.0.0.1:19918 timeout=300ms retry_timeout=1s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19918 timeout=300ms retry_timeout=1s')
 --- init
-CreditTest::mc_start(19918);
-CreditTest::grant('t130-st', 100, 0, undef);
-my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-st' });
-Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged before the stall");
+CreditTest::charged_once(19918, 't130-st');
 
 CreditTest::mc_signal('STOP', 19918);
 my $t0 = Time::HiRes::time();
@@ -356,20 +348,11 @@ landed, so it says so at "alert" with the key and the amounts (here it
 did not: memcached died before reading it, and its balances died with
 it).  Once memcached is back and the account granted again, the same
 workers meter it without a restart.
---- http_config
-    credit_memcached 127.0.0.1:19918 timeout=5s retry_timeout=1s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19918 timeout=5s retry_timeout=1s')
 --- init
-CreditTest::mc_stop(19918);
-CreditTest::mc_start(19918);
-CreditTest::grant('t130-rs', 100, 0, undef);
-my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-rs' });
-Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged before");
+CreditTest::charged_once(19918, 't130-rs');
 
 CreditTest::mc_signal('STOP', 19918);
 my $s = CreditTest::start_request('/v1/background-removal', 't130-rs');
@@ -467,20 +450,11 @@ the cached balance, times out with 503.  When memcached wakes up it
 refuses that write (its token is stale), and the late reply says so:
 the charge is logged as not taken, and the balance is the other
 writer's, whole.
---- http_config
-    credit_memcached 127.0.0.1:19918 timeout=300ms retry_timeout=1s;
-    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
-    credit_key_prefix "test:";
-    server {
-        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
-        location / { return 200 "ok\n"; }
-    }
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19918 timeout=300ms retry_timeout=1s')
 --- init
-CreditTest::mc_stop(19918);
-CreditTest::mc_start(19918);
-CreditTest::grant('t130-cf', 100, 0, undef);
-my ($st0, $h0) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-cf' });
-Test::More::is("$st0 $h0->{'x-credits-remaining'}", "200 80", "charged: the balance is cached");
+CreditTest::charged_once(19918, 't130-cf');
 Test::More::is(main::other_writer('t130-cf'), "STORED\r\n", "another writer sets 500 behind this nginx");
 
 CreditTest::mc_signal('STOP', 19918);

@@ -85,6 +85,19 @@ sub with_memcached {
     return $conf =~ s/credit_memcached [^;]*;/credit_memcached $servers;/r;
 }
 
+# memcached $mc is restarted empty, $account granted 100 plan credits and
+# charged once (cost 20): its balance and token are in the cache
+sub charged_once {
+    my ($mc, $account) = @_;
+    mc_stop($mc);
+    mc_start($mc);
+    grant($account, 100, 0, undef);
+    my ($st, $h) = request('POST', '/v1/background-removal',
+                           { 'X-API-Key' => $account });
+    Test::More::is("$st " . ($h->{'x-credits-remaining'} // ''), "200 80",
+                   "charged once: the balance is cached");
+}
+
 # one HTTP/1.0 request on a new connection: (status, \%headers, body)
 sub request {
     my ($method, $uri, $headers, $body, $port) = @_;
