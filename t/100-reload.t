@@ -183,3 +183,38 @@ GET /credit-admin/t100-nc
 --- error_log eval
 [qr/\[alert\] .* credit: a timed-out charge of plan 20, pack 0 on "test:t100-nc-other" has an unknown outcome: memcached closed the connection/,
  qr/\[alert\] .* credit: refund of plan 20, pack 0 to key "test:t100-nc" is lost: the worker exits before memcached took it/]
+
+
+
+=== TEST 5: worker_shutdown_timeout while a request waits for its charge: the request ends with the worker
+memcached is stopped while a charge is in flight (with a 10 s timeout),
+and nginx is reloaded with worker_shutdown_timeout 1s.  At the timeout
+nginx closes the client's connection and the module its memcached one:
+the waiting request is ended (its client gets no answer), the write is
+logged at "alert" as of unknown outcome, and the old worker exits
+cleanly.  The charge does land when memcached wakes up, as the log line
+says it may.
+--- main_config
+    worker_shutdown_timeout 1s;
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                           '127.0.0.1:19920 timeout=10s retry_timeout=5s')
+--- init
+CreditTest::charged_once(19920, 't100-wt');
+CreditTest::mc_signal('STOP', 19920);
+my $s = CreditTest::start_request('/v1/background-removal', 't100-wt');
+Time::HiRes::sleep(0.3);
+main::reload_until_exit(2);
+my ($st) = CreditTest::finish_request($s);
+Test::More::is($st, 0, "the waiting request ended without an answer");
+CreditTest::mc_signal('CONT', 19920);
+Time::HiRes::sleep(0.5);
+Test::More::like(CreditTest::memcached("get test:t100-wt\r\n", 19920) // '', qr/\r\n60 0\r\n/, "the charge landed late");
+--- request
+GET /credit-admin/t100-wt
+--- response_body
+{"account":"t100-wt","plan":60,"pack":0,"total":60}
+--- error_log eval
+[qr/\[alert\] .* credit: a charge of plan 20, pack 0 on "test:t100-wt" has an unknown outcome: the worker is exiting/]
+--- no_error_log
+exited on signal
