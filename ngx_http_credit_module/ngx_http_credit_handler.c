@@ -172,6 +172,17 @@ ngx_http_credit_start(ngx_http_request_t *r, ngx_http_credit_loc_conf_t *clcf,
         }
     }
 
+    /* the key first: its balance cache entry comes while we price */
+
+    if (ngx_http_credit_make_key(r->pool, &clcf->key_prefix, &rec->account,
+                                 &rec->key)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_credit_prefetch(r, &rec->key);
+
     rc = ngx_http_credit_price(r, rt, captures, rec);
 
     if (rc == NGX_ERROR) {
@@ -182,13 +193,6 @@ ngx_http_credit_start(ngx_http_request_t *r, ngx_http_credit_loc_conf_t *clcf,
         rec->status = NGX_HTTP_CREDIT_ST_INVALID;
         rec->http_status = NGX_HTTP_BAD_REQUEST;
         return NGX_OK;
-    }
-
-    if (ngx_http_credit_make_key(r->pool, &clcf->key_prefix, &rec->account,
-                                 &rec->key)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
     }
 
     rec->request = r;

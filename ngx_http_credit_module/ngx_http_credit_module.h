@@ -324,6 +324,7 @@ ngx_int_t ngx_http_credit_check_value(ngx_pool_t *pool,
 ngx_int_t ngx_http_credit_store_init(ngx_cycle_t *cycle,
     ngx_http_credit_main_conf_t *cmcf);
 void ngx_http_credit_store_exit(ngx_http_credit_main_conf_t *cmcf);
+void ngx_http_credit_prefetch(ngx_http_request_t *r, ngx_str_t *key);
 ngx_int_t ngx_http_credit_make_key(ngx_pool_t *pool, ngx_str_t *prefix,
     ngx_str_t *account, ngx_str_t *key);
 ngx_int_t ngx_http_credit_charge(ngx_http_request_t *r,
@@ -360,6 +361,8 @@ ngx_int_t ngx_http_credit_cache_init_zone(ngx_shm_zone_t *shm_zone,
 ngx_int_t ngx_http_credit_cache_get(ngx_http_credit_cache_t *cache,
     u_char *key, size_t len, uint64_t instance, int64_t *plan,
     int64_t *pack, uint64_t *cas);
+void ngx_http_credit_cache_prefetch(ngx_http_credit_cache_t *cache,
+    u_char *key, size_t len);
 void ngx_http_credit_cache_set(ngx_http_credit_cache_t *cache, u_char *key,
     size_t len, uint64_t instance, int64_t plan, int64_t pack, uint64_t cas);
 void ngx_http_credit_cache_forget(ngx_http_credit_cache_t *cache,

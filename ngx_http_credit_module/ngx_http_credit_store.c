@@ -334,6 +334,22 @@ ngx_http_credit_make_key(ngx_pool_t *pool, ngx_str_t *prefix,
 }
 
 
+/* the balance cache's entry of a key that is about to be charged */
+
+void
+ngx_http_credit_prefetch(ngx_http_request_t *r, ngx_str_t *key)
+{
+    ngx_http_credit_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_credit_module);
+
+    if (cmcf->store && cmcf->store->cache) {
+        ngx_http_credit_cache_prefetch(cmcf->store->cache, key->data,
+                                       key->len);
+    }
+}
+
+
 /*
  * Every operation on a key goes through the key's queue in this worker:
  * one operation per key is in flight at a time, in arrival order, so a
