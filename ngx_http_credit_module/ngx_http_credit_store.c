@@ -138,6 +138,7 @@ static void ngx_http_credit_owed_queue(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op);
 static void ngx_http_credit_owed_retry(ngx_event_t *ev);
 static ngx_uint_t ngx_http_credit_owed_give_up(ngx_http_credit_store_t *store);
+static void ngx_http_credit_owed_drop(ngx_http_credit_store_t *store);
 static void ngx_http_credit_owed_lost(ngx_http_credit_store_t *store,
     ngx_http_credit_op_t *op);
 static void ngx_http_credit_owed_done(ngx_http_credit_op_t *op);
@@ -209,13 +210,7 @@ ngx_http_credit_store_exit(ngx_http_credit_main_conf_t *cmcf)
         ngx_del_timer(&store->owed_ev);
     }
 
-    while (!ngx_queue_empty(&store->owed)) {
-        q = ngx_queue_head(&store->owed);
-        ngx_queue_remove(q);
-        op = ngx_queue_data(q, ngx_http_credit_op_t, wait.queue);
-
-        ngx_http_credit_owed_lost(store, op);
-    }
+    ngx_http_credit_owed_drop(store);
 
     /* what was kept for reuse */
 
@@ -1403,16 +1398,7 @@ ngx_http_credit_owed_retry(ngx_event_t *ev)
     store = ev->data;
 
     if (ngx_http_credit_owed_give_up(store)) {
-        while (!ngx_queue_empty(&store->owed)) {
-            q = ngx_queue_head(&store->owed);
-            ngx_queue_remove(q);
-            op = ngx_queue_data(q, ngx_http_credit_op_t, wait.queue);
-
-            ngx_http_credit_owed_lost(store, op);
-        }
-
-        store->nowed = 0;
-
+        ngx_http_credit_owed_drop(store);
         return;
     }
 
@@ -1472,6 +1458,26 @@ ngx_http_credit_owed_give_up(ngx_http_credit_store_t *store)
     }
 
     return ngx_http_credit_mc_is_shut(store->mc);
+}
+
+
+/* the worker exits: every refund still owed is logged as lost */
+
+static void
+ngx_http_credit_owed_drop(ngx_http_credit_store_t *store)
+{
+    ngx_queue_t           *q;
+    ngx_http_credit_op_t  *op;
+
+    while (!ngx_queue_empty(&store->owed)) {
+        q = ngx_queue_head(&store->owed);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_credit_op_t, wait.queue);
+
+        ngx_http_credit_owed_lost(store, op);
+    }
+
+    store->nowed = 0;
 }
 
 

@@ -334,10 +334,8 @@ to answer; the client closes its connection before that.  nginx ends the
 request with 499, which is listed here, and the log phase gives the
 charge back: the balance is whole again.
 --- config eval
-my $c = $CreditTest::DefaultConfig;
-$c =~ s/(credit_account \$http_x_api_key;\n)/$1        credit_refund_status 5xx 499;\n/;
-$c =~ s/\$TEST_NGINX_BACKEND_PORT/19927/;
-$c
+CreditTest::upstream_config(19927)
+    =~ s/(credit_account \$http_x_api_key;\n)/$1        credit_refund_status 5xx 499;\n/r
 --- init
 CreditTest::leave_while_proxied(19927, 't040-12');
 --- request
@@ -403,9 +401,7 @@ The same as test 12 without 499 in credit_refund_status: the request was
 charged and proxied, and a client that does not wait for the answer does
 not get the charge back.
 --- config eval
-my $c = $CreditTest::DefaultConfig;
-$c =~ s/\$TEST_NGINX_BACKEND_PORT/19928/;
-$c
+CreditTest::upstream_config(19928)
 --- init
 CreditTest::leave_while_proxied(19928, 't040-14');
 --- request

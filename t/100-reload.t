@@ -54,17 +54,6 @@ sub main::reload_until_exit {
                    "at worker_shutdown_timeout, not at refund_retry");
 }
 
-# tests 2 and 4: charges proxied to the upstream on 19921, which
-# refund_due_while_stalled() makes fail
-our $RefundConfig = <<'_EOC_';
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:19921;
-    }
-    location /credit-admin/ { credit_admin; }
-_EOC_
-
 END { CreditTest::mc_stop(19920) }
 
 run_tests();
@@ -104,14 +93,12 @@ refund when memcached is back.
 CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
                            '127.0.0.1:19920 timeout=200ms retry_timeout=5s')
 --- config eval
-$main::RefundConfig
+CreditTest::upstream_config(19921)
 --- init
 my $slow = CreditTest::refund_due_while_stalled(19920, 19921, 't100-rl', 't100-rl-other');
 main::reload();                         # the old worker starts shutting down
 Time::HiRes::sleep(0.5);
-CreditTest::mc_signal('CONT', 19920);
-Time::HiRes::sleep(2.5);
-Test::More::like(CreditTest::memcached("get test:t100-rl\r\n", 19920) // '', qr/\r\n100 0\r\n/, "the refund landed, sent by the old worker");
+Test::More::like(CreditTest::resumed_item(19920, 't100-rl', 2.5), qr/\r\n100 0\r\n/, "the refund landed, sent by the old worker");
 CreditTest::stop($slow);
 --- request
 GET /credit-admin/t100-rl
@@ -142,9 +129,7 @@ CreditTest::mc_signal('STOP', 19920);
 my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't100-gh' });
 Test::More::is($st, 503, "the next charge times out: its late reply is awaited");
 main::reload_until_exit(2);
-CreditTest::mc_signal('CONT', 19920);
-Time::HiRes::sleep(0.5);
-Test::More::like(CreditTest::memcached("get test:t100-gh\r\n", 19920) // '', qr/\r\n60 0\r\n/, "the write landed late, and was not given back");
+Test::More::like(CreditTest::resumed_item(19920, 't100-gh', 0.5), qr/\r\n60 0\r\n/, "the write landed late, and was not given back");
 --- request
 GET /credit-admin/t100-gh
 --- response_body
@@ -169,7 +154,7 @@ keep trying for refund_retry (5 minutes).
 CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
                            '127.0.0.1:19920 timeout=200ms retry_timeout=5s')
 --- config eval
-$main::RefundConfig
+CreditTest::upstream_config(19921)
 --- init
 my $slow = CreditTest::refund_due_while_stalled(19920, 19921, 't100-nc', 't100-nc-other');
 CreditTest::mc_stop(19920);
@@ -207,9 +192,7 @@ Time::HiRes::sleep(0.3);
 main::reload_until_exit(2);
 my ($st) = CreditTest::finish_request($s);
 Test::More::is($st, 0, "the waiting request ended without an answer");
-CreditTest::mc_signal('CONT', 19920);
-Time::HiRes::sleep(0.5);
-Test::More::like(CreditTest::memcached("get test:t100-wt\r\n", 19920) // '', qr/\r\n60 0\r\n/, "the charge landed late");
+Test::More::like(CreditTest::resumed_item(19920, 't100-wt', 0.5), qr/\r\n60 0\r\n/, "the charge landed late");
 --- request
 GET /credit-admin/t100-wt
 --- response_body

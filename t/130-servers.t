@@ -40,13 +40,13 @@ sub main::mc_unix_cmd {
 }
 
 # the blocks whose charges go to an upstream on 19919 that fails (tests
-# 5, 8 and 9), with memcached on 19918: their http{} setup with these
-# credit_memcached options, and their locations
+# 5, 8, 9, 11 and 13; their locations: CreditTest::upstream_config(19919)),
+# with memcached on 19918: their http{} setup with these credit_memcached
+# options
 sub main::failing_http {
     my ($opts) = @_;
-    return "    credit_memcached 127.0.0.1:19918 $opts;\n"
-         . '    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;' . "\n"
-         . '    credit_key_prefix "test:";' . "\n";
+    return CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+                                      "127.0.0.1:19918 $opts");
 }
 
 # tests 5 and 9: $account's refund falls due while memcached is stalled
@@ -57,9 +57,7 @@ sub main::refund_after_stall {
     my $slow = CreditTest::refund_due_while_stalled(19918, 19919, $account,
                                                     $other);
     Time::HiRes::sleep($stall);
-    CreditTest::mc_signal('CONT', 19918);
-    Time::HiRes::sleep(2.5);
-    my $item = CreditTest::memcached("get test:$account\r\n", 19918) // '';
+    my $item = CreditTest::resumed_item(19918, $account, 2.5);
     CreditTest::stop($slow);
     return $item;
 }
@@ -96,21 +94,10 @@ sub main::refund_times_out {
     Test::More::is($st, 500,
                    "the upstream failed: the refund is sent to the stopped memcached");
     Time::HiRes::sleep(0.6);
-    CreditTest::mc_signal('CONT', 19918);
-    Time::HiRes::sleep(2.5);
-    my $item = CreditTest::memcached("get test:$account\r\n", 19918) // '';
+    my $item = CreditTest::resumed_item(19918, $account, 2.5);
     CreditTest::stop($slow);
     return $item;
 }
-
-our $FailingConfig = <<'_EOC_';
-    location /v1/ {
-        credit on;
-        credit_account $http_x_api_key;
-        proxy_pass http://127.0.0.1:19919;
-    }
-    location /credit-admin/ { credit_admin; }
-_EOC_
 
 END {
     CreditTest::mc_stop($_) for @Ports, 19916, 19918;
@@ -275,9 +262,7 @@ Test::More::ok($took < 1, sprintf("within the timeout (%.2f s)", $took));
 my ($st2) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-st' });
 Test::More::is($st2, 503, "then at once while the server is down");
 
-CreditTest::mc_signal('CONT', 19918);
-Time::HiRes::sleep(0.5);
-Test::More::like(CreditTest::memcached("get test:t130-st\r\n", 19918) // '', qr/\r\n80 0\r\n/, "in memcached: the late write was given back");
+Test::More::like(CreditTest::resumed_item(19918, 't130-st', 0.5), qr/\r\n80 0\r\n/, "in memcached: the late write was given back");
 --- request
 GET /credit-admin/t130-st
 --- response_body
@@ -296,7 +281,7 @@ second and lands once memcached answers.
 --- http_config eval
 main::failing_http('timeout=200ms retry_timeout=5s')
 --- config eval
-$main::FailingConfig
+CreditTest::upstream_config(19919)
 --- init
 Test::More::like(main::refund_after_stall('t130-rf', 't130-other', 0.5),
                  qr/\r\n100 0\r\n/, "the refund landed once memcached was back");
@@ -391,7 +376,7 @@ twice; it is logged at "alert" with the amounts instead, and not retried.
 --- http_config eval
 main::failing_http('timeout=5s retry_timeout=1s')
 --- config eval
-$main::FailingConfig
+CreditTest::upstream_config(19919)
 --- init
 CreditTest::mc_stop(19918);
 CreditTest::mc_start(19918);
@@ -429,7 +414,7 @@ balance is what the charge left.
 --- http_config eval
 main::failing_http('timeout=200ms retry_timeout=5s refund_retry=2s')
 --- config eval
-$main::FailingConfig
+CreditTest::upstream_config(19919)
 --- init
 Test::More::like(main::refund_after_stall('t130-lost', 't130-other2', 3.5),
                  qr/\r\n80 0\r\n/, "the refund was given up: the charge stands");
@@ -460,9 +445,7 @@ Test::More::is(main::other_writer('t130-cf'), "STORED\r\n", "another writer sets
 CreditTest::mc_signal('STOP', 19918);
 my ($st) = CreditTest::request('POST', '/v1/background-removal', { 'X-API-Key' => 't130-cf' });
 Test::More::is($st, 503, "the charge, sent with the cached token, times out");
-CreditTest::mc_signal('CONT', 19918);
-Time::HiRes::sleep(0.5);
-Test::More::like(CreditTest::memcached("get test:t130-cf\r\n", 19918) // '', qr/\r\n500 0\r\n/, "in memcached: the other writer's balance, nothing taken");
+Test::More::like(CreditTest::resumed_item(19918, 't130-cf', 0.5), qr/\r\n500 0\r\n/, "in memcached: the other writer's balance, nothing taken");
 --- request
 GET /credit-admin/t130-cf
 --- response_body
@@ -483,7 +466,7 @@ is the other writer's plus the refund.
 --- http_config eval
 main::failing_http('timeout=300ms retry_timeout=1s')
 --- config eval
-$main::FailingConfig
+CreditTest::upstream_config(19919)
 --- init
 Test::More::like(main::refund_times_out('t130-rc', 1), qr/\r\n520 0\r\n/,
                  "the refund was sent again and landed once");
@@ -534,7 +517,7 @@ sent again: the balance is the grant's 100.
 --- http_config eval
 main::failing_http('timeout=300ms retry_timeout=1s')
 --- config eval
-$main::FailingConfig
+CreditTest::upstream_config(19919)
 --- init
 Test::More::like(main::refund_times_out('t130-rl', 0), qr/\r\n100 0\r\n/,
                  "the refund landed late, once");

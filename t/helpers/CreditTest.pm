@@ -85,6 +85,20 @@ sub with_memcached {
     return $conf =~ s/credit_memcached [^;]*;/credit_memcached $servers;/r;
 }
 
+# the metered /v1/ of $DefaultConfig, proxied to an upstream on $port
+sub upstream_config {
+    my ($port) = @_;
+    return $DefaultConfig =~ s/\$TEST_NGINX_BACKEND_PORT/$port/r;
+}
+
+# memcached $mc, stopped, goes on; $account's item in it $wait s later
+sub resumed_item {
+    my ($mc, $account, $wait) = @_;
+    mc_signal('CONT', $mc);
+    Time::HiRes::sleep($wait);
+    return memcached("get test:$account\r\n", $mc) // '';
+}
+
 # memcached $mc is restarted empty, $account granted 100 plan credits and
 # charged once (cost 20): its balance and token are in the cache
 sub charged_once {
