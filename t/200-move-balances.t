@@ -1,0 +1,224 @@
+# Growing and shrinking the memcached tier: scripts/move-balances moves the
+# balances whose server changes, and nginx with the new list of servers
+# reads every balance where the tool put it (the tool's continuum is the
+# module's).  Real memcacheds on 19951-19953, a stand-in on 19954 for a
+# key that changes while it moves.
+
+use lib 't/helpers';
+use Test::Nginx::Socket 'no_plan';
+use CreditTest;
+use Time::HiRes ();
+use Digest::SHA ();
+
+no_shuffle();
+add_block_preprocessor(\&CreditTest::defaults);
+
+our @Ports = (19951, 19952, 19953);
+our $Tool = "$ENV{TEST_NGINX_PROJECT_DIR}/scripts/move-balances";
+
+# the accounts: plain ids, one that the key escapes, one keyed by a digest
+our @Accounts = ((map { "t200-$_" } 1 .. 60), 't200 odd/%',
+                 't200-long-' . ('x' x 300));
+
+# the balance each was granted: plan, pack
+sub main::granted {
+    my ($i) = @_;
+    return (100 + $i, $i);
+}
+
+sub main::uri_escape {
+    my ($s) = @_;
+    return $s =~ s/([^A-Za-z0-9._~-])/sprintf '%%%02X', ord $1/ger;
+}
+
+sub main::grant_all {
+    for my $i (0 .. $#main::Accounts) {
+        my $a = main::uri_escape($main::Accounts[$i]);
+        my ($plan, $pack) = main::granted($i);
+        CreditTest::request('PUT', "/credit-admin/$a/plan", {}, $plan);
+        CreditTest::request('POST', "/credit-admin/$a/pack", {}, $pack);
+    }
+}
+
+# how many accounts nginx reads with the balance they were granted
+sub main::intact {
+    my $ok = 0;
+    for my $i (0 .. $#main::Accounts) {
+        my ($plan, $pack) = main::granted($i);
+        my ($st, $h, $body) = CreditTest::request('GET', '/credit-admin/'
+                                  . main::uri_escape($main::Accounts[$i]));
+        $ok++ if $body =~ /"plan":$plan,"pack":$pack,/;
+    }
+    return $ok;
+}
+
+# the servers that hold t200-$i's item, joined by ","
+sub main::holder {
+    my ($i) = @_;
+    return join ',', grep {
+        (CreditTest::memcached("get test:t200-$i\r\n", $_) // '') =~ /^VALUE/
+    } @main::Ports;
+}
+
+# the module's key of an account: the id escaped, or its SHA-1 if too long
+sub main::key_of {
+    my ($account) = @_;
+    my $key = 'test:' . ($account =~ s{([^A-Za-z0-9._~:\@!\$'()*+,;=/-])}
+                                         {sprintf '%%%02x', ord $1}ger);
+    return length $key <= 250 ? $key
+           : 'test:#' . Digest::SHA::sha1_hex($account);
+}
+
+# how many of the accounts' items a server holds
+sub main::test_keys {
+    my ($port) = @_;
+    return scalar grep {
+        (CreditTest::memcached('get ' . main::key_of($_) . "\r\n", $port)
+         // '') =~ /^VALUE/
+    } @main::Accounts;
+}
+
+sub main::tool {
+    my ($from, $to, @opts) = @_;
+    my $list = sub { join ',', map { "127.0.0.1:$_" } @_ };
+    my $out = `$main::Tool --from @{[$list->(@$from)]} --to @{[$list->(@$to)]} --prefix test: @opts 2>&1`;
+    return ($? >> 8, $out);
+}
+
+END {
+    CreditTest::mc_stop($_) for @Ports;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: shrinking the tier from three servers to two: the third one's balances move to the two
+The accounts are granted through nginx with three servers.  A dry run
+counts what would move and moves nothing; then the tool moves every
+balance off the third server (whose LRU crawler is off, as recommended:
+it is switched on to list the keys and off again), and leaves a key of
+another prefix alone.
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:19951 127.0.0.1:19952 127.0.0.1:19953')
+--- init
+CreditTest::mc_stop($_) for @main::Ports;
+CreditTest::mc_start($_) for 19951, 19952;
+CreditTest::mc_run('-l 127.0.0.1 -p 19953 -U 0 -o no_lru_crawler', 19953,
+                   sub { IO::Socket::INET->new('127.0.0.1:19953') });
+main::grant_all();
+Test::More::is(main::intact(), 62, "62 accounts granted");
+my $third = main::test_keys(19953);
+Test::More::ok($third >= 8, "the third server holds $third of them");
+Test::More::like(CreditTest::memcached("set other:x 0 0 1\r\n1\r\n", 19953),
+                 qr/^STORED/, "a key of another application on it");
+
+my ($rc, $out) = main::tool([19951, 19952, 19953], [19951, 19952]);
+Test::More::is($rc, 0, "dry run: exit 0");
+Test::More::like($out, qr/^$third to move \(dry run/m, "dry run: $third to move");
+Test::More::is(main::test_keys(19953), $third, "dry run: nothing moved");
+
+($rc, $out) = main::tool([19951, 19952, 19953], [19951, 19952], '--apply');
+Test::More::is($rc, 0, "exit 0") or Test::More::diag($out);
+Test::More::like($out, qr/^$third moved; \d+ stay; 0 stray$/m, "$third moved");
+Test::More::is(main::test_keys(19953), 0, "none left on the third server");
+Test::More::like(CreditTest::memcached("get other:x\r\n", 19953),
+                 qr/^VALUE/, "the other application's key stays");
+Test::More::like(CreditTest::memcached("stats settings\r\n", 19953),
+                 qr/STAT lru_crawler no\r\n/, "its LRU crawler is off again");
+my @two = grep { main::holder($_) =~ /,/ } 1 .. 60;
+Test::More::is(scalar @two, 0, "no account on two servers");
+--- request
+GET /credit-admin/t200-1
+--- response_body_like: "account":"t200-1"
+
+
+
+=== TEST 2: nginx with the two servers reads every balance as granted, and charges it
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:19951 127.0.0.1:19952')
+--- init
+Test::More::is(main::intact(), 62, "all 62 balances read as granted");
+my ($st, $h) = CreditTest::request('POST', '/v1/background-removal',
+                                   { 'X-API-Key' => 't200-long-' . ('x' x 300) });
+Test::More::is("$st $h->{'x-credits-remaining'}", "200 202",
+               "the account keyed by a digest is charged: 161 + 61 - 20");
+--- request
+GET /credit-admin/t200%20odd%2F%25
+--- response_body
+{"account":"t200 odd/%","plan":160,"pack":60,"total":220}
+
+
+
+=== TEST 3: growing the tier back to three servers: only the balances that now belong to the new one move
+A second run moves nothing.
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:19951 127.0.0.1:19952 127.0.0.1:19953')
+--- init
+my %before = map { $_ => main::holder($_) } 1 .. 60;
+my ($rc, $out) = main::tool([19951, 19952], [19951, 19952, 19953], '--apply');
+Test::More::is($rc, 0, "exit 0") or Test::More::diag($out);
+my $new = main::test_keys(19953);
+Test::More::like($out, qr/^$new moved; \d+ stay; 0 stray$/m, "$new moved, all into the new server");
+Test::More::like($out, qr/^  moved $new into 127\.0\.0\.1:19953$/m, "into 127.0.0.1:19953");
+Test::More::ok($new >= 8 && $new <= 40, "about a third moved ($new of 62)");
+my @between = grep { my $h = main::holder($_); $h ne '19953' && $h ne $before{$_} } 1 .. 60;
+Test::More::is(scalar @between, 0, "no account moved between the two old servers");
+Test::More::is(main::intact(), 61, "61 read as granted, and the one charged");
+($rc, $out) = main::tool([19951, 19952], [19951, 19952, 19953], '--apply');
+my $stay = 62 - $new;
+Test::More::like($out, qr/^0 moved; $stay stay; 0 stray$/m, "a second run moves nothing");
+--- request eval
+"GET /credit-admin/t200-long-" . ("x" x 300)
+--- response_body_like: "plan":141,"pack":61,"total":202
+
+
+
+=== TEST 4: a balance already on the new server is never overwritten, and one that changes while it moves stays where it was
+Shrinking to two servers again, with a different balance for one
+account of the third server already on its new server: the tool leaves
+both, names it and exits 1, and moves the others.  Then a stand-in old
+server whose key changes between the tool's read and its delete: the
+copy on the new server is taken back.
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:19951 127.0.0.1:19952')
+--- init
+my ($x) = grep { main::holder($_) eq '19953' } 1 .. 60;
+# nginx, with the two servers, grants t200-$x on its new server
+CreditTest::request('PUT', "/credit-admin/t200-$x/plan", {}, 7);
+my ($target) = grep { main::holder($x) =~ /^$_,/ } 19951, 19952;
+Test::More::is(main::holder($x), "$target,19953", "t200-$x: 7 on $target, its balance on 19953");
+my ($rc, $out) = main::tool([19951, 19952, 19953], [19951, 19952], '--apply');
+Test::More::is($rc, 1, "exit 1");
+Test::More::like($out, qr/"test:t200-$x": 127\.0\.0\.1:$target has "7 0" already, 127\.0\.0\.1:19953 has "\d+ \d+": left on both/, "the conflict is named");
+Test::More::like($out, qr/FAILED/, "and the run says it failed");
+Test::More::is(main::holder($x), "$target,19953", "both left");
+Test::More::is(main::test_keys(19953), 1, "every other balance moved");
+
+# a stand-in old server whose key changes between the read and the delete
+my $fake = CreditTest::serve(19954, sub {
+    my ($c) = @_;
+    while (my $line = <$c>) {
+        if ($line =~ /^lru_crawler metadump/) {
+            print $c "key=test%3At200-moving exp=-1 la=1 cas=5 fetch=no cls=1 size=70\r\nEND\r\n";
+        } elsif ($line =~ /^mg /) {
+            print $c "VA 4 c5 f0 t-1\r\n10 0\r\n";
+        } elsif ($line =~ /^md /) {
+            print $c "EX\r\n";
+        } else {
+            print $c "ERROR\r\n";
+        }
+    }
+});
+$out = `$main::Tool --from 127.0.0.1:19954 --to 127.0.0.1:19951 --prefix test: --apply 2>&1`;
+Test::More::is($? >> 8, 1, "exit 1");
+Test::More::like($out, qr/"test:t200-moving": changed on 127\.0\.0\.1:19954 while it was moved \(EX\): left there\n/, "named, and the copy taken back");
+Test::More::unlike(CreditTest::memcached("get test:t200-moving\r\n", 19951), qr/^VALUE/, "no copy left on the new server");
+CreditTest::stop($fake);
+--- request
+GET /credit-admin/t200-2
+--- response_body_like: "account":"t200-2"
