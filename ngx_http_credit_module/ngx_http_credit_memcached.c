@@ -84,6 +84,9 @@ struct ngx_http_credit_mc_s {
     ngx_uint_t                   nservers;
     ngx_http_credit_point_t     *points;
     ngx_uint_t                   npoints;
+    ngx_http_credit_point_t     *prev_points; /* previous=, or NULL */
+    ngx_uint_t                   prev_npoints;
+    ngx_str_t                   *prev_names;
     ngx_msec_t                   timeout;
     ngx_msec_t                   connect_timeout;
     time_t                       retry_timeout;
@@ -95,7 +98,11 @@ struct ngx_http_credit_mc_s {
 
 static int ngx_libc_cdecl ngx_http_credit_point_cmp(const void *a,
     const void *b);
-static uint32_t ngx_http_credit_hash(u_char *data, size_t len, ngx_uint_t k);
+static uint32_t ngx_http_credit_hash(u_char *data, size_t len);
+static ngx_http_credit_point_t *ngx_http_credit_points(ngx_str_t *name,
+    ngx_uint_t server, ngx_http_credit_point_t *pt);
+static ngx_uint_t ngx_http_credit_owner(ngx_http_credit_point_t *points,
+    ngx_uint_t n, uint32_t h);
 static ngx_http_credit_server_t *ngx_http_credit_server(
     ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op);
 static ngx_int_t ngx_http_credit_send(ngx_http_credit_server_t *s,
@@ -127,13 +134,11 @@ ngx_http_credit_mc_t *
 ngx_http_credit_mc_create(ngx_cycle_t *cycle,
     ngx_http_credit_main_conf_t *cmcf)
 {
-    u_char                    *p;
-    ngx_uint_t                 i, j, k, n;
+    ngx_uint_t                 i, n;
     ngx_addr_t                *addr;
     ngx_http_credit_mc_t      *mc;
     ngx_http_credit_point_t   *pt;
     ngx_http_credit_server_t  *s;
-    u_char                     buf[NGX_SOCKADDR_STRLEN + 16];
 
     mc = ngx_pcalloc(cycle->pool, sizeof(ngx_http_credit_mc_t));
     if (mc == NULL) {
@@ -182,17 +187,7 @@ ngx_http_credit_mc_create(ngx_cycle_t *cycle,
         s->flush.data = s;
         s->flush.log = cycle->log;
 
-        /* ketama: 40 MD5s of "name-j", 4 points each */
-
-        for (j = 0; j < NGX_HTTP_CREDIT_MC_POINTS / 4; j++) {
-            p = ngx_snprintf(buf, sizeof(buf), "%V-%ui", &addr[i].name, j);
-
-            for (k = 0; k < 4; k++) {
-                pt->point = ngx_http_credit_hash(buf, p - buf, k);
-                pt->server = i;
-                pt++;
-            }
-        }
+        pt = ngx_http_credit_points(&addr[i].name, i, pt);
     }
 
     mc->npoints = pt - mc->points;
@@ -200,7 +195,68 @@ ngx_http_credit_mc_create(ngx_cycle_t *cycle,
     ngx_qsort(mc->points, mc->npoints, sizeof(ngx_http_credit_point_t),
               ngx_http_credit_point_cmp);
 
+    if (cmcf->previous == NULL) {
+        return mc;
+    }
+
+    /* the continuum before the change of the tier, to tell who moves */
+
+    n = cmcf->previous->nelts;
+    mc->prev_names = cmcf->previous->elts;
+
+    mc->prev_points = ngx_palloc(cycle->pool, n * NGX_HTTP_CREDIT_MC_POINTS
+                                              * sizeof(ngx_http_credit_point_t));
+    if (mc->prev_points == NULL) {
+        return NULL;
+    }
+
+    pt = mc->prev_points;
+
+    for (i = 0; i < n; i++) {
+        pt = ngx_http_credit_points(&mc->prev_names[i], i, pt);
+    }
+
+    mc->prev_npoints = pt - mc->prev_points;
+
+    ngx_qsort(mc->prev_points, mc->prev_npoints,
+              sizeof(ngx_http_credit_point_t), ngx_http_credit_point_cmp);
+
     return mc;
+}
+
+
+/*
+ * ketama: 40 MD5s of "NAME-J", the server's name as written, 4 points
+ * from each (scripts/move-balances computes the same)
+ */
+
+static ngx_http_credit_point_t *
+ngx_http_credit_points(ngx_str_t *name, ngx_uint_t server,
+    ngx_http_credit_point_t *pt)
+{
+    u_char      *p;
+    ngx_md5_t    md5;
+    ngx_uint_t   j, k;
+    u_char       d[16], num[NGX_INT_T_LEN + 1];
+
+    for (j = 0; j < NGX_HTTP_CREDIT_MC_POINTS / 4; j++) {
+        p = ngx_sprintf(num, "-%ui", j);
+
+        ngx_md5_init(&md5);
+        ngx_md5_update(&md5, name->data, name->len);
+        ngx_md5_update(&md5, num, p - num);
+        ngx_md5_final(d, &md5);
+
+        for (k = 0; k < 4; k++) {
+            pt->point = ((uint32_t) d[3 + k * 4] << 24)
+                        | ((uint32_t) d[2 + k * 4] << 16)
+                        | ((uint32_t) d[1 + k * 4] << 8) | d[k * 4];
+            pt->server = server;
+            pt++;
+        }
+    }
+
+    return pt;
 }
 
 
@@ -260,7 +316,7 @@ ngx_http_credit_point_cmp(const void *a, const void *b)
 
 
 static uint32_t
-ngx_http_credit_hash(u_char *data, size_t len, ngx_uint_t k)
+ngx_http_credit_hash(u_char *data, size_t len)
 {
     ngx_md5_t  md5;
     u_char     d[16];
@@ -269,39 +325,26 @@ ngx_http_credit_hash(u_char *data, size_t len, ngx_uint_t k)
     ngx_md5_update(&md5, data, len);
     ngx_md5_final(d, &md5);
 
-    return ((uint32_t) d[3 + k * 4] << 24) | ((uint32_t) d[2 + k * 4] << 16)
-           | ((uint32_t) d[1 + k * 4] << 8) | d[k * 4];
+    return ((uint32_t) d[3] << 24) | ((uint32_t) d[2] << 16)
+           | ((uint32_t) d[1] << 8) | d[0];
 }
 
 
-/* the server of an op's key: looked up once, kept in the op */
+/* the server of the first point at or after h, wrapping around */
 
-static ngx_http_credit_server_t *
-ngx_http_credit_server(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
+static ngx_uint_t
+ngx_http_credit_owner(ngx_http_credit_point_t *points, ngx_uint_t n,
+    uint32_t h)
 {
-    uint32_t    h;
     ngx_uint_t  lo, hi, mid;
 
-    if (op->server) {
-        return op->server;
-    }
-
-    if (mc->nservers == 1) {
-        op->server = &mc->servers[0];
-        return op->server;
-    }
-
-    h = ngx_http_credit_hash(op->key, op->key_len, 0);
-
-    /* the first point at or after the key's hash, wrapping around */
-
     lo = 0;
-    hi = mc->npoints;
+    hi = n;
 
     while (lo < hi) {
         mid = (lo + hi) / 2;
 
-        if (mc->points[mid].point < h) {
+        if (points[mid].point < h) {
             lo = mid + 1;
 
         } else {
@@ -309,13 +352,51 @@ ngx_http_credit_server(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
         }
     }
 
-    if (lo == mc->npoints) {
+    if (lo == n) {
         lo = 0;
     }
 
-    op->server = &mc->servers[mc->points[lo].server];
+    return points[lo].server;
+}
 
-    return op->server;
+
+/*
+ * The server of an op's key: looked up once, kept in the op.  With
+ * previous=, the op is "moving" when the key's server then was another.
+ */
+
+static ngx_http_credit_server_t *
+ngx_http_credit_server(ngx_http_credit_mc_t *mc, ngx_http_credit_op_t *op)
+{
+    uint32_t                   h;
+    ngx_str_t                 *prev;
+    ngx_http_credit_server_t  *s;
+
+    if (op->server) {
+        return op->server;
+    }
+
+    if (mc->nservers == 1 && mc->prev_points == NULL) {
+        op->server = &mc->servers[0];
+        return op->server;
+    }
+
+    h = ngx_http_credit_hash(op->key, op->key_len);
+
+    s = &mc->servers[ngx_http_credit_owner(mc->points, mc->npoints, h)];
+    op->server = s;
+
+    if (mc->prev_points) {
+        prev = &mc->prev_names[ngx_http_credit_owner(mc->prev_points,
+                                                     mc->prev_npoints, h)];
+
+        op->moving = (prev->len != s->addr->name.len
+                      || ngx_strncmp(prev->data, s->addr->name.data,
+                                     prev->len)
+                         != 0);
+    }
+
+    return s;
 }
 
 

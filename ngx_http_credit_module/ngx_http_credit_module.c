@@ -23,6 +23,8 @@ static char *ngx_http_credit_matrix(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_credit_previous(ngx_conf_t *cf,
+    ngx_http_credit_main_conf_t *cmcf, ngx_str_t *list);
 static char *ngx_http_credit_refund_status(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_credit_content(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -374,6 +376,7 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_credit_main_conf_t *cmcf = conf;
 
     u_char       *p, *list;
+    char         *rv;
     size_t        len;
     ssize_t       size;
     ngx_int_t     n;
@@ -458,6 +461,17 @@ ngx_http_credit_memcached(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             size = ngx_parse_size(&v);
             if (size == NGX_ERROR || size < 64 * 1024) {
                 goto invalid;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "previous=", 9) == 0) {
+            v.data = value[i].data + 9;
+            v.len = value[i].len - 9;
+
+            rv = ngx_http_credit_previous(cf, cmcf, &v);
+            if (rv != NGX_CONF_OK) {
+                return rv;
             }
             continue;
         }
@@ -581,6 +595,87 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\"", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * previous=A,B,C: the servers before a change of the tier, written as
+ * they were in credit_memcached.  An account whose server differs between
+ * the two lists is unavailable, not empty, while its balance is not on
+ * its new server yet (scripts/move-balances moves it there).
+ */
+
+static char *
+ngx_http_credit_previous(ngx_conf_t *cf, ngx_http_credit_main_conf_t *cmcf,
+    ngx_str_t *list)
+{
+    u_char      *p, *last, *comma;
+    ngx_url_t    u;
+    ngx_str_t   *name, *names;
+    ngx_uint_t   j;
+
+    if (cmcf->previous) {
+        return "has \"previous=\" twice";
+    }
+
+    cmcf->previous = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    if (cmcf->previous == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = list->data;
+    last = p + list->len;
+
+    for ( ;; ) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url.data = p;
+        u.url.len = comma - p;
+        u.no_resolve = 1;
+
+        if (u.url.len == 0
+            || ngx_parse_url(cf->temp_pool, &u) != NGX_OK
+            || u.no_port)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid memcached server \"%V\" in "
+                               "\"previous=%V\"%s%s", &u.url, list,
+                               u.err ? ": " : ", expected host:port",
+                               u.err ? u.err : "");
+            return NGX_CONF_ERROR;
+        }
+
+        names = cmcf->previous->elts;
+
+        for (j = 0; j < cmcf->previous->nelts; j++) {
+            if (names[j].len == u.url.len
+                && ngx_strncmp(names[j].data, u.url.data, u.url.len) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate memcached server \"%V\" in "
+                                   "\"previous=%V\"", &u.url, list);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        name = ngx_array_push(cmcf->previous);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *name = u.url;
+
+        if (comma == last) {
+            return NGX_CONF_OK;
+        }
+
+        p = comma + 1;
+    }
 }
 
 

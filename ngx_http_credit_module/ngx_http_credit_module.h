@@ -148,6 +148,9 @@ typedef struct ngx_http_credit_cache_s  ngx_http_credit_cache_t;
 
 typedef struct {
     ngx_array_t                  servers;     /* ngx_addr_t */
+    ngx_array_t                 *previous;    /* ngx_str_t: the servers
+                                                 before a change of the
+                                                 tier (previous=) */
     ngx_msec_t                   timeout;
     ngx_msec_t                   connect_timeout;
     ngx_uint_t                   retry_timeout;   /* seconds */
@@ -290,6 +293,8 @@ struct ngx_http_credit_op_s {
                                                  settled elsewhere, or
                                                  unknown */
     unsigned                     malformed:1; /* the item is no balance */
+    unsigned                     moving:1;    /* its server is another
+                                                 than in previous= */
     char                         err[128];
 };
 

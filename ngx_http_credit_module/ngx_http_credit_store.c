@@ -904,10 +904,20 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
         return;
 
     case NGX_HTTP_CREDIT_REPLY_MISS:
+        ngx_http_credit_forget(op, 0);
+
+        if (op->moving) {
+            /* not empty: its balance is still on its previous server */
+            ngx_cpystrn((u_char *) op->err,
+                        (u_char *) "its balance is not on its new server "
+                        "yet (credit_memcached previous=)", sizeof(op->err));
+            ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
+            return;
+        }
+
         op->exists = 0;
         op->plan = 0;
         op->pack = 0;
-        ngx_http_credit_forget(op, 0);
         break;
 
     default: /* NGX_HTTP_CREDIT_REPLY_VALUE */

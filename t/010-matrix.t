@@ -1384,3 +1384,43 @@ invalid parameter "refund_retry=0s"
 --- must_die
 --- error_log
 invalid parameter "refund_retry=forever"
+
+
+
+=== TEST 104: credit_memcached: previous= with a server without a port
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT previous=127.0.0.1:11211,10.0.0.5;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- must_die
+--- error_log
+invalid memcached server "10.0.0.5" in "previous=127.0.0.1:11211,10.0.0.5", expected host:port
+
+
+
+=== TEST 105: credit_memcached: previous= with an empty server
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT previous=127.0.0.1:11211,;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- must_die
+--- error_log
+invalid memcached server "" in "previous=127.0.0.1:11211,", expected host:port
+
+
+
+=== TEST 106: credit_memcached: previous= naming a server twice
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT previous=10.0.0.5:11211,unix:/run/mc.sock,10.0.0.5:11211;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- must_die
+--- error_log
+duplicate memcached server "10.0.0.5:11211" in "previous=10.0.0.5:11211,unix:/run/mc.sock,10.0.0.5:11211"
+
+
+
+=== TEST 107: credit_memcached: previous= twice
+--- http_config
+    credit_memcached 127.0.0.1:$TEST_NGINX_MEMCACHED_PORT previous=10.0.0.5:11211 previous=10.0.0.6:11211;
+    credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;
+--- must_die
+--- error_log
+"credit_memcached" directive has "previous=" twice

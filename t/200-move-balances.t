@@ -1,8 +1,10 @@
 # Growing and shrinking the memcached tier: scripts/move-balances moves the
 # balances whose server changes, and nginx with the new list of servers
 # reads every balance where the tool put it (the tool's continuum is the
-# module's).  Real memcacheds on 19951-19953, a stand-in on 19954 for a
-# key that changes while it moves.
+# module's).  While the tier changes, credit_memcached's previous= keeps
+# the accounts that move from reading as empty.  Real memcacheds on
+# 19951-19953 and 19955, a stand-in on 19954 for a key that changes while
+# it moves.
 
 use lib 't/helpers';
 use Test::Nginx::Socket 'no_plan';
@@ -86,7 +88,7 @@ sub main::tool {
 }
 
 END {
-    CreditTest::mc_stop($_) for @Ports;
+    CreditTest::mc_stop($_) for @Ports, 19955;
 }
 
 run_tests();
@@ -177,7 +179,64 @@ Test::More::like($out, qr/^0 moved; $stay stay; 0 stray$/m, "a second run moves 
 
 
 
-=== TEST 4: a balance already on the new server is never overwritten, and one that changes while it moves stays where it was
+=== TEST 4: previous=: while the tier grows, the accounts that move are refused, not empty, until their balance is moved
+nginx runs with a fourth server and `previous=` naming the three before.
+The accounts whose server changed get 503 (as when their server is
+down), and nothing is written for them on the new server; the admin API
+answers 503 for them too.  The others are charged.  Once the tool has
+moved the balances, the refused accounts are charged from them.
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:19951 127.0.0.1:19952 127.0.0.1:19953 127.0.0.1:19955 '
+    . 'previous=127.0.0.1:19951,127.0.0.1:19952,127.0.0.1:19953')
+--- init
+CreditTest::mc_stop(19955);
+CreditTest::mc_start(19955);
+my (@refused, @other);
+my $charged = 0;
+my $charge = sub {
+    my ($i) = @_;
+    my ($st, $h) = CreditTest::request('POST', '/v1/background-removal',
+                                       { 'X-API-Key' => $main::Accounts[$i] });
+    return $st == 200 ? "200 $h->{'x-credits-remaining'}" : $st;
+};
+# what each account has left once charged: its grant less 20 (the one
+# charged in test 2 less 40)
+my $left = sub { my ($p, $k) = main::granted($_[0]); $p + $k - ($_[0] == 61 ? 40 : 20) };
+for my $i (0 .. $#main::Accounts) {
+    my $r = $charge->($i);
+    if ($r eq '503') { push @refused, $i }
+    elsif ($r eq '200 ' . $left->($i)) { $charged++ }
+    else { push @other, "$i: $r" }
+}
+Test::More::is("@other", '', "only 503s and exact charges");
+Test::More::ok(@refused >= 5, scalar(@refused) . " accounts refused, $charged charged");
+Test::More::is(main::test_keys(19955), 0, "nothing written for them on the new server");
+my $a = main::uri_escape($main::Accounts[$refused[0]]);
+my ($st, $h, $body) = CreditTest::request('GET', "/credit-admin/$a");
+Test::More::is($st, 503, "the admin API: 503 for a moving account");
+Test::More::like($body, qr/"error":"metering_unavailable"/, "metering_unavailable");
+($st) = CreditTest::request('PUT', "/credit-admin/$a/plan", {}, 5);
+Test::More::is($st, 503, "a grant is refused too, and writes nothing");
+Test::More::is(main::test_keys(19955), 0, "still nothing on the new server");
+
+my ($rc, $out) = main::tool([19951, 19952, 19953], [19951, 19952, 19953, 19955], '--apply');
+my $n = @refused;
+Test::More::is($rc, 0, "the tool: exit 0") or Test::More::diag($out);
+Test::More::like($out, qr/^  moved $n into 127\.0\.0\.1:19955$/m, "it moved exactly the $n refused accounts' balances");
+my @after = grep { $charge->($_) ne '200 ' . $left->($_) } @refused;
+Test::More::is("@after", '', "each refused account is charged exactly once now");
+Test::More::is(main::test_keys(19955), $n, "their balances are on the new server");
+--- request
+GET /credit-admin/t200-1
+--- response_body
+{"account":"t200-1","plan":80,"pack":0,"total":80}
+--- error_log
+its balance is not on its new server yet (credit_memcached previous=)
+
+
+
+=== TEST 5: a balance already on the new server is never overwritten, and one that changes while it moves stays where it was
 Shrinking to two servers again, with a different balance for one
 account of the third server already on its new server: the tool leaves
 both, names it and exits 1, and moves the others.  Then a stand-in old
