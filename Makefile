@@ -144,7 +144,7 @@ bench-hard: build
 faults: build
 	@./scripts/faults
 
-# the seven fault runs with the proxies built with AddressSanitizer (the
+# the eight fault runs with the proxies built with AddressSanitizer (the
 # module's objects freed, not reused), then their reports read as make
 # check-mem reads its own; the workers run as nobody, hence the mode; a
 # leak report does not fail `nginx -s reload` (nginx never frees its
