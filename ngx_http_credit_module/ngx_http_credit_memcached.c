@@ -204,8 +204,9 @@ ngx_http_credit_mc_create(ngx_cycle_t *cycle,
     n = cmcf->previous->nelts;
     mc->prev_names = cmcf->previous->elts;
 
-    mc->prev_points = ngx_palloc(cycle->pool, n * NGX_HTTP_CREDIT_MC_POINTS
-                                              * sizeof(ngx_http_credit_point_t));
+    mc->prev_points = ngx_palloc(cycle->pool,
+                                 n * NGX_HTTP_CREDIT_MC_POINTS
+                                 * sizeof(ngx_http_credit_point_t));
     if (mc->prev_points == NULL) {
         return NULL;
     }
