@@ -416,6 +416,10 @@ ngx_http_credit_admin_done(ngx_http_credit_op_t *op)
                                              op->malformed
                                              ? "the account's memcached item "
                                                "is not a balance"
+                                             : op->unmoved
+                                             ? "the account's balance is not "
+                                               "on its new memcached server "
+                                               "yet (previous=)"
                                              : "memcached is unreachable");
         }
 

@@ -295,6 +295,8 @@ struct ngx_http_credit_op_s {
     unsigned                     malformed:1; /* the item is no balance */
     unsigned                     moving:1;    /* its server is another
                                                  than in previous= */
+    unsigned                     unmoved:1;   /* moving, and its balance
+                                                 not on its server yet */
     char                         err[128];
 };
 

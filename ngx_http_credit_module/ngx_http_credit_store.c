@@ -911,6 +911,7 @@ ngx_http_credit_op_reply(ngx_http_credit_op_t *op,
             ngx_cpystrn((u_char *) op->err,
                         (u_char *) "its balance is not on its new server "
                         "yet (credit_memcached previous=)", sizeof(op->err));
+            op->unmoved = 1;
             ngx_http_credit_op_finish(op, NGX_HTTP_CREDIT_RC_FAIL);
             return;
         }

@@ -215,7 +215,7 @@ Test::More::is(main::test_keys(19955), 0, "nothing written for them on the new s
 my $a = main::uri_escape($main::Accounts[$refused[0]]);
 my ($st, $h, $body) = CreditTest::request('GET', "/credit-admin/$a");
 Test::More::is($st, 503, "the admin API: 503 for a moving account");
-Test::More::like($body, qr/"error":"metering_unavailable"/, "metering_unavailable");
+Test::More::like($body, qr/"error":"metering_unavailable".*"detail":"the account's balance is not on its new memcached server yet \(previous=\)"/, "metering_unavailable, and why");
 ($st) = CreditTest::request('PUT', "/credit-admin/$a/plan", {}, 5);
 Test::More::is($st, 503, "a grant is refused too, and writes nothing");
 Test::More::is(main::test_keys(19955), 0, "still nothing on the new server");
