@@ -320,6 +320,7 @@ ngx_http_credit_wait_handler(ngx_http_request_t *r)
 void
 ngx_http_credit_charged(ngx_http_credit_rec_t *rec, ngx_uint_t rc)
 {
+    char                        *why;
     ngx_uint_t                   waiting;
     ngx_connection_t            *c;
     ngx_http_request_t          *r;
@@ -351,20 +352,22 @@ ngx_http_credit_charged(ngx_http_credit_rec_t *rec, ngx_uint_t rc)
         break;
 
     default: /* NGX_HTTP_CREDIT_RC_FAIL */
+        why = rec->unmoved ? "balance not on its new memcached server yet "
+                             "(previous=)"
+                           : "memcached unavailable";
+
         if (clcf->fail_open) {
             rec->status = NGX_HTTP_CREDIT_ST_UNMETERED;
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "credit: memcached unavailable, request of "
-                          "\"%V\" passed uncharged (credit_fail open)",
-                          &rec->account);
+                          "credit: %s, request of \"%V\" passed uncharged "
+                          "(credit_fail open)", why, &rec->account);
 
         } else {
             rec->status = NGX_HTTP_CREDIT_ST_ERROR;
             rec->http_status = NGX_HTTP_SERVICE_UNAVAILABLE;
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "credit: memcached unavailable, request of "
-                          "\"%V\" refused (credit_fail closed)",
-                          &rec->account);
+                          "credit: %s, request of \"%V\" refused "
+                          "(credit_fail closed)", why, &rec->account);
         }
 
         break;

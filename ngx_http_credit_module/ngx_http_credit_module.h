@@ -218,6 +218,8 @@ struct ngx_http_credit_rec_s {
     unsigned                     refunded:1;
     unsigned                     has_remaining:1;
     unsigned                     body_read:1;
+    unsigned                     unmoved:1;   /* failed: the balance is not
+                                                 on its new server yet */
 };
 
 

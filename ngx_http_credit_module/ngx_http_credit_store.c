@@ -721,6 +721,7 @@ ngx_http_credit_charge_done(ngx_http_credit_op_t *op)
 
         if (op->rc == NGX_HTTP_CREDIT_RC_FAIL) {
             items[i].rc = NGX_HTTP_CREDIT_RC_FAIL;
+            rec->unmoved = op->unmoved;
         }
 
         if (items[i].rc != NGX_HTTP_CREDIT_RC_FAIL) {

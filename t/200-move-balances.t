@@ -233,6 +233,7 @@ GET /credit-admin/t200-1
 {"account":"t200-1","plan":80,"pack":0,"total":80}
 --- error_log
 its balance is not on its new server yet (credit_memcached previous=)
+balance not on its new memcached server yet (previous=), request of "t200-
 
 
 
