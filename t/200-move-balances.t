@@ -71,6 +71,15 @@ sub main::key_of {
            : 'test:#' . Digest::SHA::sha1_hex($account);
 }
 
+# the servers that hold the item of a plain account id, joined by ","
+sub main::on {
+    my ($account) = @_;
+    return join ',', grep {
+        (CreditTest::memcached("get test:$account\r\n", $_) // '')
+            =~ /^VALUE/
+    } @main::Ports;
+}
+
 # how many of the accounts' items a server holds
 sub main::test_keys {
     my ($port) = @_;
@@ -258,6 +267,8 @@ Test::More::like($out, qr/"test:t200-$x": 127\.0\.0\.1:$target has "7 0" already
 Test::More::like($out, qr/FAILED/, "and the run says it failed");
 Test::More::is(main::holder($x), "$target,19953", "both left");
 Test::More::is(main::test_keys(19953), 1, "every other balance moved");
+Test::More::is(CreditTest::memcached("delete test:t200-$x\r\n", $target),
+               "DELETED\r\n", "the conflicting balance taken off by hand");
 
 # a stand-in old server whose key changes between the read and the delete
 my $fake = CreditTest::serve(19954, sub {
@@ -306,3 +317,51 @@ CreditTest::stop($late);
 --- request
 GET /credit-admin/t200-2
 --- response_body_like: "account":"t200-2"
+
+
+
+=== TEST 6: shrinking with previous=: accounts granted on three servers
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:19951 127.0.0.1:19952 127.0.0.1:19953')
+--- init
+CreditTest::grant("t200s-$_", 50) for 1 .. 30;
+Test::More::is(scalar(grep { main::on("t200s-$_") eq '19953' } 1 .. 30) >= 4, 1,
+               "the third server holds some of them");
+--- request
+GET /credit-admin/t200s-1
+--- response_body
+{"account":"t200s-1","plan":50,"pack":0,"total":50}
+
+
+
+=== TEST 7: shrinking with previous=: the third server's accounts are refused until the tool moves them off it
+Its server is not in the new list: nginx does not talk to it, and the
+accounts that move from it get 503 until their balances are on the two
+others; the others are charged.
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:19951 127.0.0.1:19952 '
+    . 'previous=127.0.0.1:19951,127.0.0.1:19952,127.0.0.1:19953')
+--- init
+my @third = grep { main::on("t200s-$_") eq '19953' } 1 .. 30;
+my %third = map { $_ => 1 } @third;
+my $charge = sub {
+    my ($st, $h) = CreditTest::request('POST', '/v1/background-removal',
+                                       { 'X-API-Key' => "t200s-$_[0]" });
+    return $st == 200 ? "200 $h->{'x-credits-remaining'}" : $st;
+};
+my @wrong = grep { $charge->($_) ne ($third{$_} ? '503' : '200 30') } 1 .. 30;
+Test::More::is("@wrong", '', scalar(@third) . " accounts of the third server refused, the others charged");
+my ($rc, $out) = main::tool([19951, 19952, 19953], [19951, 19952], '--apply');
+Test::More::is($rc, 0, "the tool: exit 0") or Test::More::diag($out);
+Test::More::is(scalar(grep { main::on("t200s-$_") eq '19953' } 1 .. 30), 0,
+               "none of them left on the third server");
+@wrong = grep { $charge->($_) ne '200 30' } @third;
+Test::More::is("@wrong", '', "each is charged exactly once now");
+--- request
+GET /credit-admin/t200s-2
+--- response_body
+{"account":"t200s-2","plan":30,"pack":0,"total":30}
+--- error_log
+balance not on its new memcached server yet (previous=), request of "t200s-
