@@ -312,7 +312,13 @@ ngx_http_credit_point_cmp(const void *a, const void *b)
 {
     const ngx_http_credit_point_t  *pa = a, *pb = b;
 
-    return (pa->point < pb->point) ? -1 : (pa->point > pb->point);
+    if (pa->point != pb->point) {
+        return (pa->point < pb->point) ? -1 : 1;
+    }
+
+    /* two servers on one point: the first listed first, as the tool */
+
+    return (pa->server < pb->server) ? -1 : (pa->server > pb->server);
 }
 
 

@@ -97,7 +97,7 @@ sub main::tool {
 }
 
 END {
-    CreditTest::mc_stop($_) for @Ports, 19955;
+    CreditTest::mc_stop($_) for @Ports, 19955, 20289, 20074;
 }
 
 run_tests();
@@ -365,3 +365,40 @@ GET /credit-admin/t200s-2
 {"account":"t200s-2","plan":30,"pack":0,"total":30}
 --- error_log
 balance not on its new memcached server yet (previous=), request of "t200s-
+
+
+
+=== TEST 8: two servers on one point of the continuum: the first listed takes it, in nginx and in the tool
+127.0.0.1:20289 and 127.0.0.1:20074 share a point (3454571510), and
+the key of "tie-2088" falls just before it.
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:20289 127.0.0.1:20074')
+--- init
+CreditTest::mc_stop($_), CreditTest::mc_start($_) for 20289, 20074;
+CreditTest::grant('tie-2088', 10);
+Test::More::like(CreditTest::memcached("get test:tie-2088\r\n", 20289) // '',
+                 qr/^VALUE/, "nginx put it on 127.0.0.1:20289, listed first");
+my ($rc, $out) = main::tool([20289, 20074], [20289, 20074]);
+Test::More::like($out, qr/^0 to move .*; 1 stay; 0 stray$/m, "the tool agrees");
+--- request
+GET /credit-admin/tie-2088
+--- response_body
+{"account":"tie-2088","plan":10,"pack":0,"total":10}
+
+
+
+=== TEST 9: the same two servers listed the other way round: the other one takes the point
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig,
+    '127.0.0.1:20074 127.0.0.1:20289')
+--- init
+CreditTest::grant('tie-2088', 20);
+Test::More::like(CreditTest::memcached("get test:tie-2088\r\n", 20074) // '',
+                 qr/\r\n20 0\r\n/, "nginx put it on 127.0.0.1:20074, now listed first");
+my ($rc, $out) = main::tool([20289, 20074], [20074, 20289]);
+Test::More::like($out, qr/^  would move 1 into 127\.0\.0\.1:20074$/m, "the tool agrees: the copy on 127.0.0.1:20289 belongs there now");
+--- request
+GET /credit-admin/tie-2088
+--- response_body
+{"account":"tie-2088","plan":20,"pack":0,"total":20}
