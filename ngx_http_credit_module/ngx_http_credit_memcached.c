@@ -99,6 +99,7 @@ struct ngx_http_credit_mc_s {
 static int ngx_libc_cdecl ngx_http_credit_point_cmp(const void *a,
     const void *b);
 static uint32_t ngx_http_credit_hash(u_char *data, size_t len);
+static uint32_t ngx_http_credit_word(u_char *d);
 static ngx_http_credit_point_t *ngx_http_credit_points(ngx_str_t *name,
     ngx_uint_t server, ngx_http_credit_point_t *pt);
 static ngx_uint_t ngx_http_credit_owner(ngx_http_credit_point_t *points,
@@ -249,9 +250,7 @@ ngx_http_credit_points(ngx_str_t *name, ngx_uint_t server,
         ngx_md5_final(d, &md5);
 
         for (k = 0; k < 4; k++) {
-            pt->point = ((uint32_t) d[3 + k * 4] << 24)
-                        | ((uint32_t) d[2 + k * 4] << 16)
-                        | ((uint32_t) d[1 + k * 4] << 8) | d[k * 4];
+            pt->point = ngx_http_credit_word(&d[k * 4]);
             pt->server = server;
             pt++;
         }
@@ -332,6 +331,15 @@ ngx_http_credit_hash(u_char *data, size_t len)
     ngx_md5_update(&md5, data, len);
     ngx_md5_final(d, &md5);
 
+    return ngx_http_credit_word(d);
+}
+
+
+/* 4 bytes of an MD5, little-endian, as ketama reads them */
+
+static uint32_t
+ngx_http_credit_word(u_char *d)
+{
     return ((uint32_t) d[3] << 24) | ((uint32_t) d[2] << 16)
            | ((uint32_t) d[1] << 8) | d[0];
 }

@@ -57,9 +57,7 @@ sub main::intact {
 # the servers that hold t200-$i's item, joined by ","
 sub main::holder {
     my ($i) = @_;
-    return join ',', grep {
-        (CreditTest::memcached("get test:t200-$i\r\n", $_) // '') =~ /^VALUE/
-    } @main::Ports;
+    return main::on("t200-$i");
 }
 
 # the module's key of an account: the id escaped, or its SHA-1 if too long
@@ -87,6 +85,32 @@ sub main::test_keys {
         (CreditTest::memcached('get ' . main::key_of($_) . "\r\n", $port)
          // '') =~ /^VALUE/
     } @main::Accounts;
+}
+
+# a stand-in old server on $port holding one balance, $account's $value:
+# its listings show the key (only listing $only, counted from 0, if
+# given), and it answers the delete with $md
+sub main::stand_in {
+    my ($port, $account, $value, $md, $only) = @_;
+    return CreditTest::serve($port, sub {
+        my ($c) = @_;
+        my $dumps = 0;
+        while (my $line = <$c>) {
+            if ($line =~ /^lru_crawler metadump/) {
+                my $n = $dumps++;
+                print $c "key=test%3A$account exp=-1 la=1 cas=5 fetch=no"
+                         . " cls=1 size=70\r\n"
+                    if !defined $only || $n == $only;
+                print $c "END\r\n";
+            } elsif ($line =~ /^mg /) {
+                print $c "VA " . length($value) . " c5 f0 t-1\r\n$value\r\n";
+            } elsif ($line =~ /^md /) {
+                print $c "$md\r\n";
+            } else {
+                print $c "ERROR\r\n";
+            }
+        }
+    });
 }
 
 sub main::tool {
@@ -271,20 +295,7 @@ Test::More::is(CreditTest::memcached("delete test:t200-$x\r\n", $target),
                "DELETED\r\n", "the conflicting balance taken off by hand");
 
 # a stand-in old server whose key changes between the read and the delete
-my $fake = CreditTest::serve(19954, sub {
-    my ($c) = @_;
-    while (my $line = <$c>) {
-        if ($line =~ /^lru_crawler metadump/) {
-            print $c "key=test%3At200-moving exp=-1 la=1 cas=5 fetch=no cls=1 size=70\r\nEND\r\n";
-        } elsif ($line =~ /^mg /) {
-            print $c "VA 4 c5 f0 t-1\r\n10 0\r\n";
-        } elsif ($line =~ /^md /) {
-            print $c "EX\r\n";
-        } else {
-            print $c "ERROR\r\n";
-        }
-    }
-});
+my $fake = main::stand_in(19954, 't200-moving', '10 0', 'EX');
 $out = `$main::Tool --from 127.0.0.1:19954 --to 127.0.0.1:19951 --prefix test: --apply 2>&1`;
 Test::More::is($? >> 8, 1, "exit 1");
 Test::More::like($out, qr/"test:t200-moving": changed on 127\.0\.0\.1:19954 while it was moved \(EX\): left there\n/, "named, and the copy taken back");
@@ -293,21 +304,7 @@ CreditTest::stop($fake);
 
 # a stand-in old server whose first listing misses a key (as memcached's
 # crawler can miss an item written while it runs): a second look moves it
-my $late = CreditTest::serve(19956, sub {
-    my ($c) = @_;
-    my $dumps = 0;
-    while (my $line = <$c>) {
-        if ($line =~ /^lru_crawler metadump/) {
-            print $c ($dumps++ == 1 ? "key=test%3At200-late exp=-1 la=1 cas=9 fetch=no cls=1 size=70\r\n" : ''), "END\r\n";
-        } elsif ($line =~ /^mg /) {
-            print $c "VA 4 c9 f0 t-1\r\n11 0\r\n";
-        } elsif ($line =~ /^md /) {
-            print $c "HD\r\n";
-        } else {
-            print $c "ERROR\r\n";
-        }
-    }
-});
+my $late = main::stand_in(19956, 't200-late', '11 0', 'HD', 1);
 $out = `$main::Tool --from 127.0.0.1:19956 --to 127.0.0.1:19951 --prefix test: --apply 2>&1`;
 Test::More::is($? >> 8, 0, "exit 0") or Test::More::diag($out);
 Test::More::like($out, qr/^another look found 1 more that belong elsewhere\n/m, "a second look finds the key the first listing missed");
