@@ -364,6 +364,7 @@ GET /credit-admin/t130-rs
 --- error_log
 memcached closed the connection (127.0.0.1:19918), 1 operation failed
 a charge of plan 20, pack 0 on "test:t130-rs" has an unknown outcome: memcached closed the connection
+[alert]
 
 
 
@@ -400,6 +401,7 @@ GET /credit-admin/t130-rr
 {"account":"t130-rr","plan":0,"pack":0,"total":0}
 --- error_log
 a refund of plan 20, pack 0 on "test:t130-rr" has an unknown outcome: memcached closed the connection
+[alert]
 --- no_error_log
 [emerg]
 
