@@ -9,10 +9,11 @@
  * stale token (another worker or another nginx wrote since), and then the
  * charge reads afresh.  A refusal is never decided from the cache.
  *
- * cas tokens restart when memcached restarts, so every entry carries the
- * id of the memcached instance it was learnt from (its pid and start time,
- * read with "stats" on every new connection), and a worker only trusts
- * entries of the instance its own connection talks to.
+ * cas tokens restart when memcached restarts, and two servers' tokens
+ * are unrelated numbers that may coincide, so every entry carries the id
+ * of the memcached instance it was learnt from (the server's name, its pid
+ * and start time, read with "stats" on every new connection), and a worker
+ * only trusts entries of the instance its own connection talks to.
  */
 
 

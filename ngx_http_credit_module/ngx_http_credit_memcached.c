@@ -15,8 +15,9 @@
  * Commands are memcached's meta commands: "mg KEY v c" reads a balance
  * and its cas token, "ms KEY LEN C<cas> c" (or "ME c": add) writes one
  * and returns the new token, which the balance cache keeps.  Each new
- * connection starts with "stats": the server's pid and start time name
- * the memcached instance, so tokens from before a restart are never used.
+ * connection starts with "stats": the server's name, pid and start time
+ * name the memcached instance, so tokens from before a restart, or from
+ * another server, are never used.
  */
 
 
@@ -1354,8 +1355,10 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
 {
     u_char      *eol, *v, *q;
     int64_t      n;
-    uint64_t     pid, uptime, now;
+    uint64_t     pid, uptime, now, start;
+    ngx_md5_t    md5;
     ngx_uint_t   i, evicts, version[3];
+    u_char       d[16];
 
     pid = 0;
     uptime = 0;
@@ -1451,9 +1454,23 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
         return NGX_DECLINED;
     }
 
-    /* the start time does not change while the instance runs */
+    /*
+     * The pid and the start time (which does not change while the
+     * instance runs) name it, with the server's name: two memcacheds may
+     * share a pid and a start time (each the first process of its
+     * container, started in the same second), and a token learnt from
+     * one must never be offered to the other.
+     */
 
-    s->instance = (pid << 40) ^ (now - uptime);
+    start = now - uptime;
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, s->addr->name.data, s->addr->name.len);
+    ngx_md5_update(&md5, &pid, sizeof(uint64_t));
+    ngx_md5_update(&md5, &start, sizeof(uint64_t));
+    ngx_md5_final(d, &md5);
+
+    ngx_memcpy(&s->instance, d, sizeof(uint64_t));
 
     if (s->instance == 0) {
         s->instance = 1;
