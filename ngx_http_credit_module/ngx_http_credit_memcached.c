@@ -1454,6 +1454,18 @@ ngx_http_credit_stats(ngx_http_credit_server_t *s, u_char *p, u_char *end)
         return NGX_DECLINED;
     }
 
+    if (now == 0) {
+
+        /*
+         * No start time (a proxy): a restart of the memcached behind it
+         * cannot be told, so its tokens are never trusted: instance 0
+         * keeps the balance cache out of this server's charges
+         */
+
+        s->instance = 0;
+        return NGX_OK;
+    }
+
     /*
      * The pid and the start time (which does not change while the
      * instance runs) name it, with the server's name: two memcacheds may

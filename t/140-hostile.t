@@ -296,7 +296,7 @@ memcached 127.0.0.1:19857 answered
 
 
 
-=== TEST 13: a "stats" with no lines at all is an instance too
+=== TEST 13: a "stats" with no lines at all is accepted (the balance cache then stays out)
 --- http_config
     credit_memcached 127.0.0.1:19858 timeout=1s;
     credit_matrix $TEST_NGINX_PROJECT_DIR/t/credits.yaml;

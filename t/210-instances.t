@@ -17,9 +17,10 @@ no_shuffle();
 add_block_preprocessor(\&CreditTest::defaults);
 
 # a memcached behind $port, as seen through a stand-in that gives it pid 1
-# and the same start time as any other behind such a stand-in
+# and the same start time as any other behind such a stand-in, or, with
+# $none, no pid and no start time at all
 sub main::look_alike {
-    my ($port, $to) = @_;
+    my ($port, $to, $none) = @_;
     return CreditTest::serve($port, sub {
         my ($c) = @_;
         my $m = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -38,6 +39,7 @@ sub main::look_alike {
                 $buf .= $b;
                 while ($buf =~ s/^([^\n]*\n)//) {
                     my $line = $1;
+                    next if $none && $line =~ /^STAT (?:pid|uptime|time) /;
                     $line =~ s/^STAT pid \d+/STAT pid 1/;
                     $line =~ s/^STAT uptime \d+/STAT uptime 100/;
                     $line =~ s/^STAT time \d+/STAT time 1000100/;
@@ -53,6 +55,17 @@ sub main::token {
     my ($key, $port) = @_;
     my $r = CreditTest::memcached("gets $key\r\n", $port) // '';
     return $r =~ /^VALUE \S+ \d+ \d+ (\d+)\r\n/ ? $1 : 0;
+}
+
+# $key set to $value on the memcached at $port, a fresh one, so that its
+# cas token is $cas: each store takes the next token, so others go first
+sub main::seed {
+    my ($port, $key, $value, $cas) = @_;
+    while (main::token('t210-pad', $port) < $cas - 1) {
+        CreditTest::memcached("set t210-pad 0 0 1\r\nx\r\n", $port);
+    }
+    my $len = length $value;
+    CreditTest::memcached("set $key 0 0 $len\r\n$value\r\n", $port);
 }
 
 # nginx.conf with credit_memcached $servers instead, reloaded; returns
@@ -112,17 +125,11 @@ my $cas = main::token('test:t210-x', 19961);
 Test::More::ok($cas > 1, "its token there: $cas");
 Test::More::like(CreditTest::memcached("cas test:t210-x 0 0 4 $cas\r\n60 0\r\n", 19961),
                  qr/^STORED/, "another edge charges 20 there: 60 left");
-Test::More::like(CreditTest::memcached("set test:t210-y 0 0 5\r\n100 0\r\n", 19962),
-                 qr/^STORED/, "another account on the second server");
-# each store takes the next token: stop one short of $cas
-my $last = main::token('test:t210-y', 19962);
-while ($last < $cas - 1) {
-    CreditTest::memcached("set t210-pad 0 0 1\r\nx\r\n", 19962);
-    $last = main::token('t210-pad', 19962);
-}
-CreditTest::memcached("set test:t210-x 0 0 4\r\n60 0\r\n", 19962);
+main::seed(19962, 'test:t210-x', '60 0', $cas);
 Test::More::is(main::token('test:t210-x', 19962), $cas,
                "moved to the second server, where its token is the same");
+Test::More::like(CreditTest::memcached("set test:t210-y 0 0 5\r\n100 0\r\n", 19962),
+                 qr/^STORED/, "another account on the second server");
 CreditTest::memcached("delete test:t210-x\r\n", 19961);
 main::reload_with('127.0.0.1:19964 previous=127.0.0.1:19963');
 # the worker's connection to the second server, with its "stats"
@@ -139,3 +146,49 @@ X-API-Key: t210-x
 --- response_body eval
 ["ok POST /v1/background-removal\n",
  qq({"account":"t210-x","plan":40,"pack":0,"total":40}\n)]
+
+
+
+=== TEST 2: a server whose "stats" names no pid or start time: the cache is not used
+A proxy in front of memcached may answer "stats" without them, and then
+a restart of the memcached behind it cannot be told.  The account is
+charged (100 -> 80), memcached restarts behind the stand-in and is
+seeded with 60 for the account, under the very token of the item before
+the restart.  The next charge must read 60 and leave 40: trusting the
+cache, it would write 60 with the old token and leave 60.
+--- http_config eval
+CreditTest::with_memcached($CreditTest::DefaultHttpConfig, '127.0.0.1:19963')
+--- init
+CreditTest::stop($_) for splice @main::Pids;
+CreditTest::mc_stop($_) for 19961, 19962;
+CreditTest::mc_start(19961);
+push @main::Pids, main::look_alike(19963, 19961, 'no pid');
+CreditTest::grant('t210-z', 100, 0);
+my ($st, $h) = CreditTest::request('POST', '/v1/background-removal',
+                                   { 'X-API-Key' => 't210-z' });
+Test::More::is("$st $h->{'x-credits-remaining'}", "200 80", "charged: 80 left");
+my $cas = main::token('test:t210-z', 19961);
+Test::More::ok($cas > 1, "its token: $cas");
+CreditTest::mc_stop(19961);
+CreditTest::mc_start(19961);
+main::seed(19961, "test:t210-z", "60 0", $cas);
+Test::More::is(main::token('test:t210-z', 19961), $cas,
+               "memcached restarted, the account seeded with 60 under the same token");
+# the worker's new connection, with its "stats"
+for (1 .. 100) {
+    ($st) = CreditTest::request('GET', '/credit-admin/t210-other');
+    last if $st == 200;
+    Time::HiRes::sleep(0.05);
+}
+Test::More::is($st, 200, "nginx reads memcached again");
+--- more_headers
+X-API-Key: t210-z
+--- request eval
+["POST /v1/background-removal", "GET /credit-admin/t210-z"]
+--- error_code eval
+[200, 200]
+--- response_headers eval
+["X-Credits-Remaining: 40", ""]
+--- response_body eval
+["ok POST /v1/background-removal\n",
+ qq({"account":"t210-z","plan":40,"pack":0,"total":40}\n)]
