@@ -57,6 +57,20 @@ sub main::token {
     return $r =~ /^VALUE \S+ \d+ \d+ (\d+)\r\n/ ? $1 : 0;
 }
 
+# $account granted 100 and charged 20 through nginx, whose cache then
+# keeps 80 and the item's token: the token, on the memcached at $port
+sub main::charge_new {
+    my ($account, $port) = @_;
+    CreditTest::grant($account, 100, 0);
+    my ($st, $h) = CreditTest::request('POST', '/v1/background-removal',
+                                       { 'X-API-Key' => $account });
+    Test::More::is("$st $h->{'x-credits-remaining'}", "200 80",
+                   "$account charged: 80 left");
+    my $cas = main::token("test:$account", $port);
+    Test::More::ok($cas > 1, "its token: $cas");
+    return $cas;
+}
+
 # $key set to $value on the memcached at $port, a fresh one, so that its
 # cas token is $cas: each store takes the next token, so others go first
 sub main::seed {
@@ -116,13 +130,7 @@ CreditTest::with_memcached($CreditTest::DefaultHttpConfig, '127.0.0.1:19963')
 CreditTest::mc_stop($_) for 19961, 19962;
 CreditTest::mc_start($_) for 19961, 19962;
 push @main::Pids, main::look_alike(19963, 19961), main::look_alike(19964, 19962);
-CreditTest::grant('t210-x', 100, 0);
-my ($st, $h) = CreditTest::request('POST', '/v1/background-removal',
-                                   { 'X-API-Key' => 't210-x' });
-Test::More::is("$st $h->{'x-credits-remaining'}", "200 80",
-               "charged on the first server: 80 left");
-my $cas = main::token('test:t210-x', 19961);
-Test::More::ok($cas > 1, "its token there: $cas");
+my $cas = main::charge_new('t210-x', 19961);
 Test::More::like(CreditTest::memcached("cas test:t210-x 0 0 4 $cas\r\n60 0\r\n", 19961),
                  qr/^STORED/, "another edge charges 20 there: 60 left");
 main::seed(19962, 'test:t210-x', '60 0', $cas);
@@ -133,7 +141,7 @@ Test::More::like(CreditTest::memcached("set test:t210-y 0 0 5\r\n100 0\r\n", 199
 CreditTest::memcached("delete test:t210-x\r\n", 19961);
 main::reload_with('127.0.0.1:19964 previous=127.0.0.1:19963');
 # the worker's connection to the second server, with its "stats"
-($st) = CreditTest::request('GET', '/credit-admin/t210-y');
+my ($st) = CreditTest::request('GET', '/credit-admin/t210-y');
 Test::More::is($st, 200, "the new worker reads the second server");
 --- more_headers
 X-API-Key: t210-x
@@ -163,18 +171,14 @@ CreditTest::stop($_) for splice @main::Pids;
 CreditTest::mc_stop($_) for 19961, 19962;
 CreditTest::mc_start(19961);
 push @main::Pids, main::look_alike(19963, 19961, 'no pid');
-CreditTest::grant('t210-z', 100, 0);
-my ($st, $h) = CreditTest::request('POST', '/v1/background-removal',
-                                   { 'X-API-Key' => 't210-z' });
-Test::More::is("$st $h->{'x-credits-remaining'}", "200 80", "charged: 80 left");
-my $cas = main::token('test:t210-z', 19961);
-Test::More::ok($cas > 1, "its token: $cas");
+my $cas = main::charge_new('t210-z', 19961);
 CreditTest::mc_stop(19961);
 CreditTest::mc_start(19961);
 main::seed(19961, "test:t210-z", "60 0", $cas);
 Test::More::is(main::token('test:t210-z', 19961), $cas,
                "memcached restarted, the account seeded with 60 under the same token");
 # the worker's new connection, with its "stats"
+my $st;
 for (1 .. 100) {
     ($st) = CreditTest::request('GET', '/credit-admin/t210-other');
     last if $st == 200;
