@@ -5,7 +5,9 @@
 # still never be offered to the other, where it can name another value.
 # Real memcacheds on 19961 and 19962, each behind a stand-in on 19963 and
 # 19964 that passes everything on but says "pid 1" and the same start
-# time in "stats".
+# time in "stats" (test 1), or, as a proxy may, no pid and no start time
+# at all, so that a restart behind it cannot be told: then the cache is
+# not used (test 2).
 
 use lib 't/helpers';
 use Test::Nginx::Socket 'no_plan';
