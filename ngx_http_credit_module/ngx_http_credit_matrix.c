@@ -1321,7 +1321,7 @@ static ngx_int_t
 ngx_http_credit_cost_grid(ngx_http_credit_yaml_t *y, yaml_node_t *by,
     yaml_node_t *node, ngx_http_credit_route_t *rt)
 {
-    u_char                   *s, *last, *comma, *d;
+    u_char                   *s, *first, *last, *comma, *d;
     size_t                    len;
     ngx_int_t                 n, rc;
     ngx_str_t                 part, detail;
@@ -1374,20 +1374,29 @@ ngx_http_credit_cost_grid(ngx_http_credit_yaml_t *y, yaml_node_t *by,
             return NGX_ERROR;
         }
 
-        s = part.data;
+        first = part.data;
+        s = first;
         last = s + part.len;
         d = buf;
 
-        /* each comma-separated part is a value of its parameter */
+        /*
+         * each comma-separated part is a value of its parameter, and
+         * there are exactly as many parts as parameters: no value of a
+         * grid has a comma in it (a request's with one is priced by none)
+         */
 
         for (k = 0; k < nby; k++) {
-            comma = (k + 1 < nby) ? ngx_strlchr(s, last, ',') : last;
+            comma = ngx_strlchr(s, last, ',');
 
-            if (comma == NULL) {
+            if ((k + 1 < nby) != (comma != NULL)) {
                 return ngx_http_credit_error(y, key, "table key \"%*s\" "
                                              "needs %ui comma-separated "
-                                             "values", last - part.data,
-                                             part.data, nby);
+                                             "values", last - first, first,
+                                             nby);
+            }
+
+            if (comma == NULL) {
+                comma = last;
             }
 
             part.data = s;

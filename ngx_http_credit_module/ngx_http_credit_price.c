@@ -106,10 +106,11 @@ ngx_int_t
 ngx_http_credit_price(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
     int *captures, ngx_http_credit_rec_t *rec)
 {
+    size_t                    len;
     int64_t                   cost, m;
     ngx_int_t                 rc;
     ngx_str_t                 raw, detail;
-    ngx_uint_t                i, *times, *idx;
+    ngx_uint_t                i, comma, *times, *idx;
     ngx_http_credit_add_t    *add;
     ngx_http_credit_tier_t   *tier;
     ngx_http_credit_param_t  *p;
@@ -179,21 +180,38 @@ ngx_http_credit_price(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
     } else {
         v = &values[rt->cost.by];
         cost = -1;
+        comma = 0;
 
         if (rt->cost.grid) {
+
+            /*
+             * The values joined with commas, as the table's keys are.  A
+             * value with a comma in it is priced by no key: "x,y" and "z"
+             * must not take the price of "x" and "y,z", or of "x" and "y".
+             */
+
+            idx = rt->cost.grid->elts;
+            len = rt->cost.grid->nelts;
+
+            for (i = 0; i < rt->cost.grid->nelts; i++) {
+                len += values[idx[i]].str.len;
+
+                if (ngx_strlchr(values[idx[i]].str.data,
+                                values[idx[i]].str.data
+                                + values[idx[i]].str.len, ',')
+                    != NULL)
+                {
+                    comma = 1;
+                }
+            }
+
             grid.str.len = 0;
-            grid.str.data = ngx_pnalloc(r->pool, 1024);
+            grid.str.data = ngx_pnalloc(r->pool, len);
             if (grid.str.data == NULL) {
                 return NGX_ERROR;
             }
 
-            idx = rt->cost.grid->elts;
-
             for (i = 0; i < rt->cost.grid->nelts; i++) {
-                if (grid.str.len + values[idx[i]].str.len + 1 > 1024) {
-                    break;
-                }
-
                 if (i) {
                     grid.str.data[grid.str.len++] = ',';
                 }
@@ -206,7 +224,10 @@ ngx_http_credit_price(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
             v = &grid;
         }
 
-        if (rt->cost.table) {
+        if (comma) {
+            /* no key prices it: the cost stays unknown */
+
+        } else if (rt->cost.table) {
             e = rt->cost.table->elts;
 
             for (i = 0; i < rt->cost.table->nelts; i++) {

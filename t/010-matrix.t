@@ -1424,3 +1424,40 @@ duplicate memcached server "10.0.0.5:11211" in "previous=10.0.0.5:11211,unix:/ru
 --- must_die
 --- error_log
 "credit_memcached" directive has "previous=" twice
+
+
+
+=== TEST 108: matrix: a price grid key with more values than parameters
+A grid's values cannot hold a comma: 'x,y,z' over two parameters would
+price a request with q=x,y and s=z as well as q=x and s=y,z.
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      q: { from: query }
+      s: { from: query }
+    cost: { by: [q, s], table: { 'x,y': 1, 'x,y,z': 2 } }
+--- must_die
+--- error_log
+credits.yaml:8: table key "x,y,z" needs 2 comma-separated values
+
+
+
+=== TEST 109: matrix: a three-parameter grid key with two values, quoted whole
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: a
+    match: { path: /a }
+    params:
+      q: { from: query }
+      s: { from: query }
+      t: { from: query }
+    cost: { by: [q, s, t], table: { 'x,y,z': 1, 'x,y': 2 } }
+--- must_die
+--- error_log
+credits.yaml:9: table key "x,y" needs 3 comma-separated values
