@@ -12,6 +12,8 @@
 static ngx_int_t ngx_http_credit_read_param(ngx_http_request_t *r,
     ngx_http_credit_param_t *p, ngx_str_t *body, int *captures,
     ngx_str_t *raw, ngx_str_t *detail);
+static ngx_uint_t ngx_http_credit_arg_is(u_char *p, u_char *last,
+    ngx_str_t *key);
 static ngx_int_t ngx_http_credit_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *raw);
 static ngx_int_t ngx_http_credit_invalid(ngx_http_request_t *r,
@@ -404,6 +406,54 @@ ngx_http_credit_read_param(ngx_http_request_t *r, ngx_http_credit_param_t *p,
  * given more than once.
  */
 
+/*
+ * Whether a name in a query string or a form is the key, read as the
+ * upstream reads it: "+" is a space and "%XX" a byte, so that
+ * "resol%75tion=4k" is not left unpriced while the backend does 4k.
+ */
+
+static ngx_uint_t
+ngx_http_credit_arg_is(u_char *p, u_char *last, ngx_str_t *key)
+{
+    u_char      c, *k, *end;
+    ngx_int_t   hi, lo;
+
+    k = key->data;
+    end = k + key->len;
+
+    /* a byte is one to three characters */
+
+    if ((size_t) (last - p) < key->len
+        || (size_t) (last - p) > 3 * key->len)
+    {
+        return 0;
+    }
+
+    while (p < last) {
+        c = *p++;
+
+        if (c == '+') {
+            c = ' ';
+
+        } else if (c == '%' && last - p >= 2) {
+            hi = ngx_hextoi(p, 1);
+            lo = ngx_hextoi(p + 1, 1);
+
+            if (hi != NGX_ERROR && lo != NGX_ERROR) {
+                c = (u_char) (hi * 16 + lo);
+                p += 2;
+            }
+        }
+
+        if (k == end || *k++ != c) {
+            return 0;
+        }
+    }
+
+    return k == end;
+}
+
+
 ngx_int_t
 ngx_http_credit_arg(ngx_pool_t *pool, ngx_str_t *args, ngx_str_t *key,
     ngx_str_t *raw)
@@ -430,9 +480,7 @@ ngx_http_credit_arg(ngx_pool_t *pool, ngx_str_t *args, ngx_str_t *key,
 
         eq = ngx_strlchr(name, end, '=');
 
-        if ((size_t) ((eq ? eq : end) - name) == key->len
-            && ngx_strncmp(name, key->data, key->len) == 0)
-        {
+        if (ngx_http_credit_arg_is(name, eq ? eq : end, key)) {
             if (found.data) {
                 return NGX_DECLINED;
             }

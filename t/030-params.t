@@ -457,3 +457,31 @@ X-API-Key: t030-17
  qq({"error":"invalid_parameter","route":"grid","param":"q","detail":"has no price for \\"x,y,zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\\""}\n),
  qq({"error":"invalid_parameter","route":"grid","param":"q","detail":"has no price for \\"x,w,\\""}\n),
  qq({"account":"t030-17","plan":99,"pack":0,"total":99}\n)]
+
+
+
+=== TEST 18: a query parameter's name is read as the upstream reads it, decoded
+A backend decodes the names in a query string as well as the values:
+resol%75tion=4k is resolution=4k there, so it is here too (it once took
+the default's price), and with resolution=1k it is given twice.
+--- more_headers
+X-API-Key: t030-18
+--- request eval
+["PUT /credit-admin/t030-18/plan\n1000",
+ "POST /v1/object-removal?resol%75tion=4k",
+ "POST /v1/object-removal?resolution=1k&resol%75tion=4k",
+ "POST /v1/object-removal?%72%65%73%6F%6C%75%74%69%6F%6E=4k",
+ "POST /v1/object-removal?resolution+=4k&resolution%3D4k&resolutio=4k",
+ "GET /credit-admin/t030-18"]
+--- error_code eval
+[200, 200, 400, 200, 200, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 60", "!X-Credits-Cost", "X-Credits-Cost: 60",
+ "X-Credits-Cost: 30", ""]
+--- response_body eval
+[qq({"account":"t030-18","plan":1000,"pack":0,"total":1000}\n),
+ "ok POST /v1/object-removal\n",
+ qq({"error":"invalid_parameter","route":"object-removal","param":"resolution","detail":"is given more than once"}\n),
+ "ok POST /v1/object-removal\n",
+ "ok POST /v1/object-removal\n",
+ qq({"account":"t030-18","plan":850,"pack":0,"total":850}\n)]

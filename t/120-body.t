@@ -366,3 +366,36 @@ Content-Type: application/json
  qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"needs a JSON object body"}\n),
  qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"needs a JSON object body"}\n),
  qq({"account":"t120-13","plan":100,"pack":0,"total":100}\n)]
+
+
+
+=== TEST 14: field names as the upstream reads them: a form's decoded, JSON's unescaped
+%6E=3 in a form is n=3 to the backend, and "\u0073ize" in JSON is
+"size": each is priced as what it names (the form's once took the
+default), and beside the plain name it is given twice.
+--- more_headers eval
+["X-API-Key: t120-14",
+ "X-API-Key: t120-14\nContent-Type: application/x-www-form-urlencoded",
+ "X-API-Key: t120-14\nContent-Type: application/x-www-form-urlencoded",
+ "X-API-Key: t120-14\nContent-Type: application/json",
+ "X-API-Key: t120-14\nContent-Type: application/json",
+ "X-API-Key: t120-14"]
+--- request eval
+["PUT /credit-admin/t120-14/plan\n100",
+ "POST /v1/form\n%6E=3&kind=b",
+ "POST /v1/form\nn=1&%6e=2&kind=b",
+ "POST /v1/batch\n{\"images\":[{\"si\\u007ae\":\"m\"}]}",
+ "POST /v1/batch\n{\"images\":[{\"size\":\"s\",\"si\\u007ae\":\"m\"}]}",
+ "GET /credit-admin/t120-14"]
+--- error_code eval
+[200, 200, 400, 200, 400, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 15", "!X-Credits-Cost", "X-Credits-Cost: 2",
+ "!X-Credits-Cost", ""]
+--- response_body eval
+[qq({"account":"t120-14","plan":100,"pack":0,"total":100}\n),
+ CreditTest::md5_line("%6E=3&kind=b"),
+ qq({"error":"invalid_parameter","route":"form","param":"n","detail":"is given more than once"}\n),
+ CreditTest::md5_line("{\"images\":[{\"si\\u007ae\":\"m\"}]}"),
+ qq({"error":"invalid_parameter","route":"batch","param":"first","detail":"is given more than once"}\n),
+ qq({"account":"t120-14","plan":83,"pack":0,"total":83}\n)]
