@@ -60,6 +60,8 @@ static ngx_int_t ngx_http_credit_urlencoded(ngx_http_request_t *r,
 static ngx_int_t ngx_http_credit_multipart(ngx_http_request_t *r,
     ngx_http_credit_route_t *rt, ngx_http_credit_rec_t *rec, ngx_str_t *body,
     ngx_str_t *boundary);
+static ngx_int_t ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p,
+    u_char *last, ngx_str_t *name, ngx_uint_t *file);
 static ngx_int_t ngx_http_credit_body_error(ngx_http_request_t *r,
     ngx_http_credit_route_t *rt, ngx_http_credit_rec_t *rec, ngx_uint_t from,
     ngx_int_t index, const char *detail);
@@ -765,9 +767,9 @@ ngx_http_credit_multipart(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
     ngx_http_credit_rec_t *rec, ngx_str_t *body, ngx_str_t *boundary)
 {
     u_char                   *p, *last, *hend, *line, *eol, *data, *next;
-    u_char                   *n, *ne;
+    ngx_int_t                 rc;
     ngx_str_t                 name, *v;
-    ngx_uint_t                i, file;
+    ngx_uint_t                i, file, seen;
     ngx_http_credit_param_t  *prm;
     u_char                    delim[76];
 
@@ -819,6 +821,7 @@ ngx_http_credit_multipart(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
 
         ngx_str_null(&name);
         file = 0;
+        seen = 0;
 
         for (line = p; line < hend; line = eol + 2) {
             eol = ngx_strlcasestrn(line, hend + 2, (u_char *) "\r\n", 2 - 1);
@@ -833,25 +836,21 @@ ngx_http_credit_multipart(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
                 continue;
             }
 
-            n = ngx_strlcasestrn(line, eol, (u_char *) "name=\"", 6 - 1);
+            rc = seen ? NGX_DECLINED
+                      : ngx_http_credit_disposition(r->pool, line + 20, eol,
+                                                    &name, &file);
+            seen = 1;
 
-            /* skip "filename=" when looking for "name=" */
-            while (n && n > line && (n[-1] != ' ' && n[-1] != ';')) {
-                n = ngx_strlcasestrn(n + 6, eol, (u_char *) "name=\"",
-                                     6 - 1);
+            if (rc == NGX_DECLINED) {
+                return ngx_http_credit_body_error(r, rt, rec,
+                                                  NGX_HTTP_CREDIT_FROM_FORM,
+                                                  -1, "a multipart part's "
+                                                  "Content-Disposition is "
+                                                  "malformed or ambiguous");
             }
 
-            if (n) {
-                n += 6;
-                ne = ngx_strlchr(n, eol, '"');
-                if (ne) {
-                    name.data = n;
-                    name.len = ne - n;
-                }
-            }
-
-            if (ngx_strlcasestrn(line, eol, (u_char *) "filename=", 9 - 1)) {
-                file = 1;
+            if (rc != NGX_OK) {
+                return NGX_ERROR;
             }
         }
 
@@ -892,6 +891,151 @@ truncated:
     return ngx_http_credit_body_error(r, rt, rec, NGX_HTTP_CREDIT_FROM_FORM,
                                       -1, "the multipart body is malformed "
                                       "or truncated");
+}
+
+
+/*
+ * A part's Content-Disposition parameters, as a backend's multipart
+ * parser reads them: name="n", name=n (a token), name="\n" (a quoted
+ * pair), name*=UTF-8''%6E (RFC 5987); a filename or filename* makes the
+ * part a file.  NGX_DECLINED: a quoted value without its end, or a name
+ * given twice in any of those forms (which one would the backend take?).
+ */
+
+static ngx_int_t
+ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
+    ngx_str_t *name, ngx_uint_t *file)
+{
+    u_char      *attr, *aend, *d, *q;
+    size_t       alen;
+    ngx_int_t    hi, lo;
+    ngx_str_t    value;
+    ngx_uint_t   ext, named;
+
+    named = 0;
+
+    /* past the type, "form-data" */
+
+    p = ngx_strlchr(p, last, ';');
+
+    while (p && p < last) {
+
+        for (p++; p < last && (*p == ' ' || *p == '\t'); p++) { /* void */ }
+
+        attr = p;
+
+        while (p < last && *p != '=' && *p != ';' && *p != ' ' && *p != '\t')
+        {
+            p++;
+        }
+
+        aend = p;
+
+        for ( /* void */ ; p < last && (*p == ' ' || *p == '\t'); p++) {
+            /* void */
+        }
+
+        if (p == last || *p != '=') {
+            p = ngx_strlchr(p, last, ';');
+            continue;
+        }
+
+        for (p++; p < last && (*p == ' ' || *p == '\t'); p++) { /* void */ }
+
+        d = ngx_pnalloc(pool, last - p + 1);
+        if (d == NULL) {
+            return NGX_ERROR;
+        }
+
+        value.data = d;
+
+        if (p < last && *p == '"') {
+
+            for (p++; /* void */; p++) {
+                if (p == last) {
+                    return NGX_DECLINED;
+                }
+
+                if (*p == '"') {
+                    p++;
+                    break;
+                }
+
+                if (*p == '\\' && p + 1 < last) {
+                    p++;
+                }
+
+                *d++ = *p;
+            }
+
+        } else {
+            while (p < last && *p != ';' && *p != ' ' && *p != '\t') {
+                *d++ = *p++;
+            }
+        }
+
+        value.len = d - value.data;
+
+        p = ngx_strlchr(p, last, ';');
+
+        alen = aend - attr;
+        ext = (alen && attr[alen - 1] == '*');
+
+        if (ext) {
+            alen--;
+        }
+
+        if (alen == 8 && ngx_strncasecmp(attr, (u_char *) "filename", 8) == 0)
+        {
+            *file = 1;
+            continue;
+        }
+
+        if (alen != 4 || ngx_strncasecmp(attr, (u_char *) "name", 4) != 0) {
+            continue;
+        }
+
+        if (named) {
+            return NGX_DECLINED;
+        }
+
+        named = 1;
+
+        if (ext) {
+
+            /* charset'language'percent-encoded bytes */
+
+            q = ngx_strlchr(value.data, value.data + value.len, '\'');
+            q = q ? ngx_strlchr(q + 1, value.data + value.len, '\'') : NULL;
+
+            if (q == NULL) {
+                return NGX_DECLINED;
+            }
+
+            d = value.data;
+
+            for (q++; q < value.data + value.len; q++) {
+                if (*q == '%' && value.data + value.len - q > 2) {
+                    hi = ngx_hextoi(q + 1, 1);
+                    lo = ngx_hextoi(q + 2, 1);
+
+                    if (hi != NGX_ERROR && lo != NGX_ERROR) {
+                        *d++ = (u_char) (hi * 16 + lo);
+                        q += 2;
+                        continue;
+                    }
+                }
+
+                *d++ = *q;
+            }
+
+            value.len = d - value.data;
+        }
+
+        *name = value;
+    }
+
+    return NGX_OK;
 }
 
 
