@@ -40,10 +40,22 @@ ngx_http_credit_find_route(ngx_http_request_t *r,
         if (rt->methods) {
             m = rt->methods->elts;
 
+            /*
+             * GET takes HEAD as well, as in limit_except: backends answer
+             * HEAD by running their GET handler, so it costs the same
+             */
+
             for (j = 0; j < rt->methods->nelts; j++) {
                 if (m[j].len == r->method_name.len
                     && ngx_strncmp(m[j].data, r->method_name.data, m[j].len)
                        == 0)
+                {
+                    break;
+                }
+
+                if (r->method == NGX_HTTP_HEAD
+                    && m[j].len == 3
+                    && ngx_strncmp(m[j].data, "GET", 3) == 0)
                 {
                     break;
                 }

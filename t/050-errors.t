@@ -224,3 +224,34 @@ POST /v1/background-removal
 --- error_log
 credit: memcached connect timed out (127.0.0.1:19855), 1 operation failed
 credit: memcached operation on "credit:t050-10" not sent: memcached server is down
+
+
+
+=== TEST 11: a route for GET prices HEAD too, as a backend serves it
+A backend answers HEAD by running its GET handler (Flask, Django,
+Express, Go's ServeMux do), so HEAD on a GET route is charged as GET:
+it once went through free under unmatched: free (and was a 403 under
+deny). nginx's limit_except treats GET the same way.
+--- user_files
+>>> credits.yaml
+version: 1
+unmatched: free
+routes:
+  - name: gen
+    match: { method: GET, path: /v1/gen }
+    cost: 3
+--- more_headers
+X-API-Key: t050-11
+--- request eval
+["PUT /credit-admin/t050-11/plan\n10", "HEAD /v1/gen", "GET /v1/gen",
+ "POST /v1/gen", "GET /credit-admin/t050-11"]
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 3\nX-Credits-Remaining: 7",
+ "X-Credits-Cost: 3\nX-Credits-Remaining: 4",
+ "X-Credits-Cost: 0\n!X-Credits-Remaining", ""]
+--- response_body eval
+[qq({"account":"t050-11","plan":10,"pack":0,"total":10}\n), "",
+ "ok GET /v1/gen\n", "ok POST /v1/gen\n",
+ qq({"account":"t050-11","plan":4,"pack":0,"total":4}\n)]
