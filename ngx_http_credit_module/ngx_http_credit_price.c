@@ -14,6 +14,7 @@ static ngx_int_t ngx_http_credit_read_param(ngx_http_request_t *r,
     ngx_str_t *raw, ngx_str_t *detail);
 static ngx_uint_t ngx_http_credit_arg_is(u_char *p, u_char *last,
     ngx_str_t *key);
+static ngx_uint_t ngx_http_credit_header_is(ngx_str_t *name, ngx_str_t *key);
 static ngx_int_t ngx_http_credit_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *raw);
 static ngx_int_t ngx_http_credit_invalid(ngx_http_request_t *r,
@@ -530,6 +531,44 @@ ngx_http_credit_arg(ngx_pool_t *pool, ngx_str_t *args, ngx_str_t *key,
 }
 
 
+/*
+ * Whether a request header's name is the key: case-insensitive, and "_"
+ * the same as "-", as backends that see headers as CGI variables read
+ * them (X_Quality and X-Quality are both HTTP_X_QUALITY) when nginx
+ * passes names with underscores (underscores_in_headers on).
+ */
+
+static ngx_uint_t
+ngx_http_credit_header_is(ngx_str_t *name, ngx_str_t *key)
+{
+    u_char      a, b;
+    ngx_uint_t  k;
+
+    if (name->len != key->len) {
+        return 0;
+    }
+
+    for (k = 0; k < key->len; k++) {
+        a = ngx_tolower(name->data[k]);
+        b = ngx_tolower(key->data[k]);
+
+        if (a == '_') {
+            a = '-';
+        }
+
+        if (b == '_') {
+            b = '-';
+        }
+
+        if (a != b) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static ngx_int_t
 ngx_http_credit_header(ngx_http_request_t *r, ngx_str_t *key, ngx_str_t *raw)
 {
@@ -553,9 +592,7 @@ ngx_http_credit_header(ngx_http_request_t *r, ngx_str_t *key, ngx_str_t *raw)
             i = 0;
         }
 
-        if (h[i].key.len == key->len
-            && ngx_strncasecmp(h[i].key.data, key->data, key->len) == 0)
-        {
+        if (ngx_http_credit_header_is(&h[i].key, key)) {
             if (found) {
                 return NGX_DECLINED;
             }

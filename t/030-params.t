@@ -485,3 +485,32 @@ X-API-Key: t030-18
  "ok POST /v1/object-removal\n",
  "ok POST /v1/object-removal\n",
  qq({"account":"t030-18","plan":850,"pack":0,"total":850}\n)]
+
+
+
+=== TEST 19: with underscores_in_headers on, X_Quality is X-Quality
+A backend that reads headers as CGI variables sees both as HTTP_X_QUALITY:
+X_Quality: hd alone is hd (it once took the default's price), and beside
+X-Quality it is given twice.
+--- config eval
+"underscores_in_headers on;\n" . $CreditTest::DefaultConfig
+--- more_headers eval
+["X-API-Key: t030-19",
+ "X-API-Key: t030-19\nX_Quality: hd",
+ "X-API-Key: t030-19\nX-Quality: standard\nX_QUALITY: hd",
+ "X-API-Key: t030-19\nx-QUALITY: hd",
+ "X-API-Key: t030-19"]
+--- request eval
+["PUT /credit-admin/t030-19/plan\n100",
+ "POST /v1/images/generations", "POST /v1/images/generations",
+ "POST /v1/images/generations", "GET /credit-admin/t030-19"]
+--- error_code eval
+[200, 200, 400, 200, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 2", "!X-Credits-Cost", "X-Credits-Cost: 2", ""]
+--- response_body eval
+[qq({"account":"t030-19","plan":100,"pack":0,"total":100}\n),
+ "ok POST /v1/images/generations\n",
+ qq({"error":"invalid_parameter","route":"image-generation","param":"quality","detail":"is given more than once"}\n),
+ "ok POST /v1/images/generations\n",
+ qq({"account":"t030-19","plan":96,"pack":0,"total":96}\n)]
