@@ -65,6 +65,7 @@ static ngx_int_t ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p,
 static ngx_int_t ngx_http_credit_body_error(ngx_http_request_t *r,
     ngx_http_credit_route_t *rt, ngx_http_credit_rec_t *rec, ngx_uint_t from,
     ngx_int_t index, const char *detail);
+static ngx_uint_t ngx_http_credit_one_content_type(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_credit_content_type(ngx_http_request_t *r,
     char *type, size_t len);
 static ngx_int_t ngx_http_credit_boundary(ngx_http_request_t *r,
@@ -155,6 +156,14 @@ ngx_http_credit_body_params(ngx_http_request_t *r,
                                                : NGX_HTTP_CREDIT_FROM_FORM,
                                           -1, "the body is larger than "
                                           "credit_body_limit");
+    }
+
+    if (!ngx_http_credit_one_content_type(r)) {
+        return ngx_http_credit_body_error(r, rt, rec,
+                                          json ? NGX_HTTP_CREDIT_FROM_JSON
+                                               : NGX_HTTP_CREDIT_FROM_FORM,
+                                          -1, "the request has more than "
+                                          "one Content-Type header");
     }
 
     if (json) {
@@ -342,6 +351,47 @@ ngx_http_credit_body_error(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
                   "credit: body parameter \"%V\": %s", &rec->param, detail);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A body read as one type under the first Content-Type could be read as
+ * another by a backend that takes the last: only one is priced.
+ */
+
+static ngx_uint_t
+ngx_http_credit_one_content_type(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    n = 0;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Content-Type") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
+                               sizeof("Content-Type") - 1) == 0
+            && ++n > 1)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

@@ -437,3 +437,29 @@ sub mp { join("\r\n", '--XyZ', @_, '--XyZ',
  qr/^\Q{"error":"invalid_parameter","route":"image-edit","param":"n","detail":"a multipart part's Content-Disposition is malformed or ambiguous"}\E$/,
  qr/^\Q{"error":"invalid_parameter","route":"image-edit","param":"n","detail":"a multipart part's Content-Disposition is malformed or ambiguous"}\E$/,
  qr/"total":80\b/]
+
+
+
+=== TEST 16: two Content-Type headers: which the backend takes is its own choice, a 400
+A body read as a form under the first could be JSON under the second, as
+a backend that takes the last reads it: {"n":50} once went through at
+n's default price.
+--- more_headers eval
+["X-API-Key: t120-16",
+ "X-API-Key: t120-16\nContent-Type: application/x-www-form-urlencoded\nContent-Type: application/json",
+ "X-API-Key: t120-16\nContent-Type: application/json\nContent-Type: application/json",
+ "X-API-Key: t120-16"]
+--- request eval
+["PUT /credit-admin/t120-16/plan\n100",
+ "POST /v1/form\n{\"n\":50}",
+ "POST /v1/batch\n{\"images\":[{\"size\":\"m\"}]}",
+ "GET /credit-admin/t120-16"]
+--- error_code eval
+[200, 400, 400, 200]
+--- response_headers eval
+["", "!X-Credits-Cost", "!X-Credits-Cost", ""]
+--- response_body eval
+[qq({"account":"t120-16","plan":100,"pack":0,"total":100}\n),
+ qq({"error":"invalid_parameter","route":"form","param":"n","detail":"the request has more than one Content-Type header"}\n),
+ qq({"error":"invalid_parameter","route":"batch","param":"first","detail":"the request has more than one Content-Type header"}\n),
+ qq({"account":"t120-16","plan":100,"pack":0,"total":100}\n)]
