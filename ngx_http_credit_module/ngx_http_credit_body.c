@@ -65,7 +65,7 @@ static ngx_int_t ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p,
 static ngx_int_t ngx_http_credit_body_error(ngx_http_request_t *r,
     ngx_http_credit_route_t *rt, ngx_http_credit_rec_t *rec, ngx_uint_t from,
     ngx_int_t index, const char *detail);
-static ngx_uint_t ngx_http_credit_one_content_type(ngx_http_request_t *r);
+static char *ngx_http_credit_body_headers(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_credit_content_type(ngx_http_request_t *r,
     char *type, size_t len);
 static ngx_int_t ngx_http_credit_boundary(ngx_http_request_t *r,
@@ -118,6 +118,7 @@ ngx_int_t
 ngx_http_credit_body_params(ngx_http_request_t *r,
     ngx_http_credit_route_t *rt, ngx_http_credit_rec_t *rec)
 {
+    char                     *why;
     ngx_int_t                 rc;
     ngx_str_t                 body, boundary;
     ngx_uint_t                i, json, form;
@@ -158,12 +159,13 @@ ngx_http_credit_body_params(ngx_http_request_t *r,
                                           "credit_body_limit");
     }
 
-    if (!ngx_http_credit_one_content_type(r)) {
+    why = ngx_http_credit_body_headers(r);
+
+    if (why) {
         return ngx_http_credit_body_error(r, rt, rec,
                                           json ? NGX_HTTP_CREDIT_FROM_JSON
                                                : NGX_HTTP_CREDIT_FROM_FORM,
-                                          -1, "the request has more than "
-                                          "one Content-Type header");
+                                          -1, why);
     }
 
     if (json) {
@@ -355,20 +357,23 @@ ngx_http_credit_body_error(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
 
 
 /*
- * A body read as one type under the first Content-Type could be read as
- * another by a backend that takes the last: only one is priced.
+ * The headers that say how the body reads: NULL, or why it cannot be
+ * priced.  Under two Content-Types a body read as a form under the first
+ * could be JSON to a backend that takes the last; a compressed body reads
+ * as a form with no parameter in it, while a backend that inflates it
+ * sees them all.
  */
 
-static ngx_uint_t
-ngx_http_credit_one_content_type(ngx_http_request_t *r)
+static char *
+ngx_http_credit_body_headers(ngx_http_request_t *r)
 {
-    ngx_uint_t        i, n;
+    ngx_uint_t        i, types;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
-    n = 0;
+    types = 0;
 
     for (i = 0; /* void */; i++) {
 
@@ -385,13 +390,23 @@ ngx_http_credit_one_content_type(ngx_http_request_t *r)
         if (h[i].key.len == sizeof("Content-Type") - 1
             && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
                                sizeof("Content-Type") - 1) == 0
-            && ++n > 1)
+            && ++types > 1)
         {
-            return 0;
+            return "the request has more than one Content-Type header";
+        }
+
+        if (h[i].key.len == sizeof("Content-Encoding") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Encoding",
+                               sizeof("Content-Encoding") - 1) == 0
+            && !(h[i].value.len == sizeof("identity") - 1
+                 && ngx_strncasecmp(h[i].value.data, (u_char *) "identity",
+                                    sizeof("identity") - 1) == 0))
+        {
+            return "a body with a Content-Encoding cannot be priced";
         }
     }
 
-    return 1;
+    return NULL;
 }
 
 

@@ -463,3 +463,32 @@ n's default price.
  qq({"error":"invalid_parameter","route":"form","param":"n","detail":"the request has more than one Content-Type header"}\n),
  qq({"error":"invalid_parameter","route":"batch","param":"first","detail":"the request has more than one Content-Type header"}\n),
  qq({"account":"t120-16","plan":100,"pack":0,"total":100}\n)]
+
+
+
+=== TEST 17: a compressed body cannot be priced: a 400
+Read as a form, gzip bytes are names with no value and every parameter
+takes its default, while a backend that inflates request bodies
+(Express's body-parser does) reads n=50: it once went through at n's
+default price. Content-Encoding: identity is no encoding.
+--- more_headers eval
+["X-API-Key: t120-17",
+ "X-API-Key: t120-17\nContent-Type: application/x-www-form-urlencoded\nContent-Encoding: gzip",
+ "X-API-Key: t120-17\nContent-Type: application/x-www-form-urlencoded\nContent-Encoding: identity",
+ "X-API-Key: t120-17"]
+--- request eval
+use IO::Compress::Gzip qw(gzip);
+my $z; gzip(\"n=50&kind=b" => \$z);
+["PUT /credit-admin/t120-17/plan\n1000",
+ "POST /v1/form\n$z",
+ "POST /v1/form\nn=2&kind=b",
+ "GET /credit-admin/t120-17"]
+--- error_code eval
+[200, 400, 200, 200]
+--- response_headers eval
+["", "!X-Credits-Cost", "X-Credits-Cost: 10", ""]
+--- response_body_like eval
+[qr/"total":1000\b/,
+ qr/^\Q{"error":"invalid_parameter","route":"form","param":"n","detail":"a body with a Content-Encoding cannot be priced"}\E$/,
+ qr/^\d+ [0-9a-f]{32}$/,
+ qr/"total":990\b/]
