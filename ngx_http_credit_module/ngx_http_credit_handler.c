@@ -113,6 +113,15 @@ ngx_http_credit_start(ngx_http_request_t *r, ngx_http_credit_loc_conf_t *clcf,
 
     rec->conf = clcf;
 
+    if (!ngx_http_credit_plain_path(r)) {
+        ngx_str_set(&rec->detail, "the path has a dot or empty segment, an "
+                    "encoded separator, a backslash or a semicolon: the "
+                    "backend could read it otherwise");
+        rec->status = NGX_HTTP_CREDIT_ST_INVALID;
+        rec->http_status = NGX_HTTP_BAD_REQUEST;
+        return NGX_OK;
+    }
+
     captures = NULL;
 
     if (clcf->matrix->regex) {

@@ -311,6 +311,7 @@ char *ngx_http_credit_matrix_load(ngx_conf_t *cf, ngx_str_t *file,
     ngx_http_credit_matrix_t **matrix);
 
 /* price.c */
+ngx_uint_t ngx_http_credit_plain_path(ngx_http_request_t *r);
 ngx_http_credit_route_t *ngx_http_credit_find_route(ngx_http_request_t *r,
     ngx_http_credit_matrix_t *matrix, int *captures, ngx_int_t ncaptures);
 ngx_int_t ngx_http_credit_price(ngx_http_request_t *r,

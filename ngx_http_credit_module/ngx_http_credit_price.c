@@ -26,6 +26,76 @@ static ngx_str_t  ngx_http_credit_true = ngx_string("true");
 static ngx_str_t  ngx_http_credit_false = ngx_string("false");
 
 
+/*
+ * Routes match nginx's normalized $uri, but proxy_pass without a URI
+ * sends the path as the client wrote it.  Where the two could be read
+ * apart the price would be another path's: dot segments ("/./", "/../"),
+ * empty ones ("//"), an encoded slash, backslash or dot ("..%2F",
+ * "%2e%2e"), a backslash (a separator to some servers) or a ";" (where
+ * Java servers cut path parameters off).  A path without them is read
+ * alike by nginx and any backend.
+ */
+
+ngx_uint_t
+ngx_http_credit_plain_path(ngx_http_request_t *r)
+{
+    u_char      c, *p, *last;
+    ngx_int_t   hi, lo;
+    ngx_uint_t  len, dots;
+
+    p = r->unparsed_uri.data;
+    last = p + r->unparsed_uri.len;
+
+    if (p == NULL) {
+        return 1;
+    }
+
+    /* the segment being read: its length and how many of it are dots */
+
+    len = 0;
+    dots = 0;
+
+    for ( /* void */ ; p < last && *p != '?'; p++) {
+        c = *p;
+
+        if (c == '%' && last - p > 2) {
+            hi = ngx_hextoi(p + 1, 1);
+            lo = ngx_hextoi(p + 2, 1);
+
+            if (hi != NGX_ERROR && lo != NGX_ERROR) {
+                c = (u_char) (hi * 16 + lo);
+                p += 2;
+
+                if (c == '/' || c == '\\') {
+                    return 0;
+                }
+            }
+
+        } else if (c == '/') {
+
+            if (p != r->unparsed_uri.data
+                && (len == 0 || (len <= 2 && dots == len)))
+            {
+                return 0;
+            }
+
+            len = 0;
+            dots = 0;
+            continue;
+        }
+
+        if (c == '\\' || c == ';') {
+            return 0;
+        }
+
+        len++;
+        dots += (c == '.');
+    }
+
+    return !(len && len <= 2 && dots == len);
+}
+
+
 ngx_http_credit_route_t *
 ngx_http_credit_find_route(ngx_http_request_t *r,
     ngx_http_credit_matrix_t *matrix, int *captures, ngx_int_t ncaptures)

@@ -414,3 +414,34 @@ GET /credit-admin/t140-18-1
 credit: memcached at 127.0.0.1:19863 evicts items when it is full
 --- no_error_log eval
 qr/memcached at 127\.0\.0\.1:$ENV{TEST_NGINX_MEMCACHED_PORT} evicts/
+
+
+
+=== TEST 19: a path that nginx and the backend could read apart is a 400
+nginx prices the normalized $uri while proxy_pass (without a URI) sends
+the path as the client wrote it, so dot segments, empty segments and
+encoded slashes or dots could route the backend elsewhere:
+/v1/reels/8s/..%2F4s is priced as 4s here, but a backend that routes the
+raw path and reads "8s/../4s" as a number makes 8 seconds (it once went
+through at the 4s price); a Java server cuts ";v=8" off, some servers
+take a backslash for a slash. A percent-encoded character that is no
+separator is fine, and so is anything in the query string.
+--- more_headers
+X-API-Key: t140-19
+--- request eval
+["PUT /credit-admin/t140-19/plan\n2000",
+ "POST /v1/reels/8s/..%2F4s", "POST /v1/reels/8s/../4s",
+ "POST /v1/reels/./4s", "POST /v1//reels/4s", "POST /v1/reels/8s%2F..%2F4s",
+ "POST /v1/reels/%2e%2e/reels/4s", "POST /v1/reels/4s;v=8",
+ "POST /v1/reels\\4s", "POST /v1/reels/%34s",
+ "POST /v1/reels/4s?next=//a/../b%2F", "GET /credit-admin/t140-19"]
+--- error_code eval
+[200, 400, 400, 400, 400, 400, 400, 400, 400, 200, 200, 200]
+--- response_headers eval
+["", ("!X-Credits-Cost") x 8, "X-Credits-Cost: 400", "X-Credits-Cost: 400",
+ ""]
+--- response_body eval
+[qq({"account":"t140-19","plan":2000,"pack":0,"total":2000}\n),
+ (qq({"error":"invalid_parameter","detail":"the path has a dot or empty segment, an encoded separator, a backslash or a semicolon: the backend could read it otherwise"}\n)) x 8,
+ "ok POST /v1/reels/4s\n", "ok POST /v1/reels/4s\n",
+ qq({"account":"t140-19","plan":1200,"pack":0,"total":1200}\n)]
