@@ -542,6 +542,7 @@ ngx_http_credit_arg(ngx_pool_t *pool, ngx_str_t *args, ngx_str_t *key,
     ngx_str_t *raw)
 {
     u_char     *p, *last, *name, *eq, *end, *dst, *src;
+    ngx_int_t   hi, lo;
     ngx_str_t   found;
 
     if (args->len == 0) {
@@ -584,17 +585,34 @@ ngx_http_credit_arg(ngx_pool_t *pool, ngx_str_t *args, ngx_str_t *key,
         return NGX_ERROR;
     }
 
-    ngx_memcpy(dst, found.data, found.len);
-
-    for (p = dst; p < dst + found.len; p++) {
-        if (*p == '+') {
-            *p = ' ';
-        }
-    }
+    /*
+     * decoded as the name is: "+" a space, "%XX" a byte, and a "%" that
+     * starts no such pair stays itself ("1%2" is no number 1)
+     */
 
     raw->data = dst;
-    src = dst;
-    ngx_unescape_uri(&dst, &src, found.len, 0);
+    last = found.data + found.len;
+
+    for (src = found.data; src < last; src++) {
+        if (*src == '+') {
+            *dst++ = ' ';
+            continue;
+        }
+
+        if (*src == '%' && last - src > 2) {
+            hi = ngx_hextoi(src + 1, 1);
+            lo = ngx_hextoi(src + 2, 1);
+
+            if (hi != NGX_ERROR && lo != NGX_ERROR) {
+                *dst++ = (u_char) (hi * 16 + lo);
+                src += 2;
+                continue;
+            }
+        }
+
+        *dst++ = *src;
+    }
+
     raw->len = dst - raw->data;
 
     return NGX_OK;

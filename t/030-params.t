@@ -514,3 +514,24 @@ X-Quality it is given twice.
  qq({"error":"invalid_parameter","route":"image-generation","param":"quality","detail":"is given more than once"}\n),
  "ok POST /v1/images/generations\n",
  qq({"account":"t030-19","plan":96,"pack":0,"total":96}\n)]
+
+
+
+=== TEST 20: a "%" that starts no %XX pair stays itself in a value
+"n=1%2" is no number to a backend that keeps the "%" (Python, Go): it
+is a 400 here too (it was read as 1). "%31%30" is 10.
+--- more_headers
+X-API-Key: t030-20
+--- request eval
+["PUT /credit-admin/t030-20/plan\n100",
+ "POST /v1/images/generations?n=1%2", "POST /v1/images/generations?n=%31%30",
+ "GET /credit-admin/t030-20"]
+--- error_code eval
+[200, 400, 200, 200]
+--- response_headers eval
+["", "!X-Credits-Cost", "X-Credits-Cost: 10", ""]
+--- response_body eval
+[qq({"account":"t030-20","plan":100,"pack":0,"total":100}\n),
+ qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"must be an integer"}\n),
+ "ok POST /v1/images/generations\n",
+ qq({"account":"t030-20","plan":90,"pack":0,"total":90}\n)]
