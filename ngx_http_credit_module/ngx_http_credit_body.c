@@ -60,6 +60,8 @@ static ngx_int_t ngx_http_credit_urlencoded(ngx_http_request_t *r,
 static ngx_int_t ngx_http_credit_multipart(ngx_http_request_t *r,
     ngx_http_credit_route_t *rt, ngx_http_credit_rec_t *rec, ngx_str_t *body,
     ngx_str_t *boundary);
+static ngx_int_t ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp,
+    u_char *last, ngx_str_t *attr, ngx_str_t *value);
 static ngx_int_t ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p,
     u_char *last, ngx_str_t *name, ngx_uint_t *file);
 static ngx_int_t ngx_http_credit_body_error(ngx_http_request_t *r,
@@ -198,11 +200,18 @@ ngx_http_credit_body_params(ngx_http_request_t *r,
         if (ngx_http_credit_content_type(r, "multipart/form-data",
                                          sizeof("multipart/form-data") - 1))
         {
-            if (ngx_http_credit_boundary(r, &boundary) != NGX_OK) {
+            rc = ngx_http_credit_boundary(r, &boundary);
+
+            if (rc == NGX_DECLINED) {
                 return ngx_http_credit_body_error(r, rt, rec,
                                                   NGX_HTTP_CREDIT_FROM_FORM,
                                                   -1, "the multipart body "
-                                                  "has no boundary");
+                                                  "has no boundary, or more "
+                                                  "than one");
+            }
+
+            if (rc != NGX_OK) {
+                return NGX_ERROR;
             }
 
             return ngx_http_credit_multipart(r, rt, rec, &body, &boundary);
@@ -786,39 +795,39 @@ static ngx_int_t
 ngx_http_credit_boundary(ngx_http_request_t *r, ngx_str_t *boundary)
 {
     u_char     *p, *last;
-    ngx_str_t  *ct;
+    ngx_int_t   rc;
+    ngx_str_t  *ct, attr, value;
 
     ct = &r->headers_in.content_type->value;
-    last = ct->data + ct->len;
+    p = ct->data;
+    last = p + ct->len;
 
-    for (p = ct->data; p + 9 <= last; p++) {
-        if (ngx_strncasecmp(p, (u_char *) "boundary=", 9) == 0) {
+    ngx_str_null(boundary);
+
+    for ( ;; ) {
+        rc = ngx_http_credit_header_param(r->pool, &p, last, &attr, &value);
+
+        if (rc == NGX_DONE) {
             break;
         }
-    }
 
-    if (p + 9 > last) {
-        return NGX_ERROR;
-    }
-
-    p += 9;
-
-    if (p < last && *p == '"') {
-        boundary->data = ++p;
-        while (p < last && *p != '"') {
-            p++;
+        if (rc != NGX_OK) {
+            return rc;
         }
 
-    } else {
-        boundary->data = p;
-        while (p < last && *p != ';' && *p != ' ') {
-            p++;
+        if (attr.len == 8
+            && ngx_strncasecmp(attr.data, (u_char *) "boundary", 8) == 0)
+        {
+            if (boundary->data) {
+                return NGX_DECLINED;
+            }
+
+            *boundary = value;
         }
     }
 
-    boundary->len = p - boundary->data;
-
-    return (boundary->len > 0 && boundary->len <= 70) ? NGX_OK : NGX_ERROR;
+    return (boundary->len > 0 && boundary->len <= 70) ? NGX_OK
+                                                      : NGX_DECLINED;
 }
 
 
@@ -960,103 +969,133 @@ truncated:
 
 
 /*
- * A part's Content-Disposition parameters, as a backend's multipart
- * parser reads them: name="n", name=n (a token), name="\n" (a quoted
- * pair), name*=UTF-8''%6E (RFC 5987); a filename or filename* makes the
- * part a file.  NGX_DECLINED: a quoted value without its end, or a name
- * given twice in any of those forms (which one would the backend take?).
+ * The next parameter of a header's value, "; attr=value", the value a
+ * token or a quoted string with quoted pairs, as RFC 9110 writes them and
+ * backends' parsers read them; *pp is where to look for the ";" (the
+ * type before the first one is passed over) and is moved past the value.
+ * NGX_DONE: no more; NGX_DECLINED: a quoted string without its end.
  */
 
 static ngx_int_t
-ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
-    ngx_str_t *name, ngx_uint_t *file)
+ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp, u_char *last,
+    ngx_str_t *attr, ngx_str_t *value)
 {
-    u_char      *attr, *aend, *d, *q;
-    size_t       alen;
-    ngx_int_t    hi, lo;
-    ngx_str_t    value;
-    ngx_uint_t   ext, named;
+    u_char  *p, *d;
 
-    named = 0;
+    p = *pp;
 
-    /* past the type, "form-data" */
+    for ( ;; ) {
+        p = ngx_strlchr(p, last, ';');
 
-    p = ngx_strlchr(p, last, ';');
-
-    while (p && p < last) {
+        if (p == NULL) {
+            return NGX_DONE;
+        }
 
         for (p++; p < last && (*p == ' ' || *p == '\t'); p++) { /* void */ }
 
-        attr = p;
+        attr->data = p;
 
         while (p < last && *p != '=' && *p != ';' && *p != ' ' && *p != '\t')
         {
             p++;
         }
 
-        aend = p;
+        attr->len = p - attr->data;
 
         for ( /* void */ ; p < last && (*p == ' ' || *p == '\t'); p++) {
             /* void */
         }
 
-        if (p == last || *p != '=') {
-            p = ngx_strlchr(p, last, ';');
-            continue;
+        if (p < last && *p == '=') {
+            break;
         }
 
-        for (p++; p < last && (*p == ' ' || *p == '\t'); p++) { /* void */ }
+        /* a parameter without a value */
+    }
 
-        d = ngx_pnalloc(pool, last - p + 1);
-        if (d == NULL) {
-            return NGX_ERROR;
-        }
+    for (p++; p < last && (*p == ' ' || *p == '\t'); p++) { /* void */ }
 
-        value.data = d;
+    d = ngx_pnalloc(pool, last - p + 1);
+    if (d == NULL) {
+        return NGX_ERROR;
+    }
 
-        if (p < last && *p == '"') {
+    value->data = d;
 
-            for (p++; /* void */; p++) {
-                if (p == last) {
-                    return NGX_DECLINED;
-                }
+    if (p < last && *p == '"') {
 
-                if (*p == '"') {
-                    p++;
-                    break;
-                }
-
-                if (*p == '\\' && p + 1 < last) {
-                    p++;
-                }
-
-                *d++ = *p;
+        for (p++; /* void */; p++) {
+            if (p == last) {
+                return NGX_DECLINED;
             }
 
-        } else {
-            while (p < last && *p != ';' && *p != ' ' && *p != '\t') {
-                *d++ = *p++;
+            if (*p == '"') {
+                p++;
+                break;
             }
+
+            if (*p == '\\' && p + 1 < last) {
+                p++;
+            }
+
+            *d++ = *p;
         }
 
-        value.len = d - value.data;
+    } else {
+        while (p < last && *p != ';' && *p != ' ' && *p != '\t') {
+            *d++ = *p++;
+        }
+    }
 
-        p = ngx_strlchr(p, last, ';');
+    value->len = d - value->data;
+    *pp = p;
 
-        alen = aend - attr;
-        ext = (alen && attr[alen - 1] == '*');
+    return NGX_OK;
+}
+
+
+/*
+ * A part's Content-Disposition parameters: name="n", name=n, name="\n"
+ * and name*=UTF-8''%6E (RFC 5987) all name n; a filename or filename*
+ * makes the part a file.  NGX_DECLINED: a quoted value without its end,
+ * or a name given twice in any of those forms (which one would the
+ * backend take?).
+ */
+
+static ngx_int_t
+ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
+    ngx_str_t *name, ngx_uint_t *file)
+{
+    u_char      *d, *q, *end;
+    ngx_int_t    rc, hi, lo;
+    ngx_str_t    attr, value;
+    ngx_uint_t   ext, named;
+
+    named = 0;
+
+    for ( ;; ) {
+        rc = ngx_http_credit_header_param(pool, &p, last, &attr, &value);
+
+        if (rc != NGX_OK) {
+            return (rc == NGX_DONE) ? NGX_OK : rc;
+        }
+
+        ext = (attr.len && attr.data[attr.len - 1] == '*');
 
         if (ext) {
-            alen--;
+            attr.len--;
         }
 
-        if (alen == 8 && ngx_strncasecmp(attr, (u_char *) "filename", 8) == 0)
+        if (attr.len == 8
+            && ngx_strncasecmp(attr.data, (u_char *) "filename", 8) == 0)
         {
             *file = 1;
             continue;
         }
 
-        if (alen != 4 || ngx_strncasecmp(attr, (u_char *) "name", 4) != 0) {
+        if (attr.len != 4
+            || ngx_strncasecmp(attr.data, (u_char *) "name", 4) != 0)
+        {
             continue;
         }
 
@@ -1070,8 +1109,10 @@ ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
 
             /* charset'language'percent-encoded bytes */
 
-            q = ngx_strlchr(value.data, value.data + value.len, '\'');
-            q = q ? ngx_strlchr(q + 1, value.data + value.len, '\'') : NULL;
+            end = value.data + value.len;
+
+            q = ngx_strlchr(value.data, end, '\'');
+            q = q ? ngx_strlchr(q + 1, end, '\'') : NULL;
 
             if (q == NULL) {
                 return NGX_DECLINED;
@@ -1079,8 +1120,8 @@ ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
 
             d = value.data;
 
-            for (q++; q < value.data + value.len; q++) {
-                if (*q == '%' && value.data + value.len - q > 2) {
+            for (q++; q < end; q++) {
+                if (*q == '%' && end - q > 2) {
                     hi = ngx_hextoi(q + 1, 1);
                     lo = ngx_hextoi(q + 2, 1);
 
@@ -1099,8 +1140,6 @@ ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
 
         *name = value;
     }
-
-    return NGX_OK;
 }
 
 

@@ -492,3 +492,29 @@ my $z; gzip(\"n=50&kind=b" => \$z);
  qr/^\Q{"error":"invalid_parameter","route":"form","param":"n","detail":"a body with a Content-Encoding cannot be priced"}\E$/,
  qr/^\d+ [0-9a-f]{32}$/,
  qr/"total":990\b/]
+
+
+
+=== TEST 18: multipart: the boundary is the Content-Type's boundary parameter, once
+Read as a backend reads the parameters: not a "boundary=" inside another
+parameter's value or name (which once gave the body another boundary
+than the backend's), and a second boundary is a 400, as is none.
+--- more_headers eval
+my $h = "X-API-Key: t120-18\nContent-Type: multipart/form-data";
+["X-API-Key: t120-18", $h, "$h; boundary=A; boundary=XyZ",
+ "$h; x=\"boundary=A\"; boundary=XyZ", "$h; xboundary=A; Boundary = \"XyZ\"",
+ "X-API-Key: t120-18"]
+--- request eval
+my $mp = join("\r\n", '--XyZ', 'Content-Disposition: form-data; name="n"',
+              '', '3', '--XyZ--');
+["PUT /credit-admin/t120-18/plan\n100", ("POST /v1/images/edits\n$mp") x 4,
+ "GET /credit-admin/t120-18"]
+--- error_code eval
+[200, 400, 400, 200, 200, 200]
+--- response_headers eval
+["", "!X-Credits-Cost", "!X-Credits-Cost", "X-Credits-Cost: 12",
+ "X-Credits-Cost: 12", ""]
+--- response_body_like eval
+[qr/"total":100\b/,
+ (qr/^\Q{"error":"invalid_parameter","route":"image-edit","param":"n","detail":"the multipart body has no boundary, or more than one"}\E$/) x 2,
+ qr/^\d+ [0-9a-f]{32}$/, qr/^\d+ [0-9a-f]{32}$/, qr/"total":76\b/]
