@@ -15,8 +15,15 @@
 
 #include "ngx_http_credit_module.h"
 
+
 #include <sys/mman.h>
 #include <yajl/yajl_parse.h>
+
+
+#define NGX_HTTP_CREDIT_AMBIGUOUS     ((u_char *) -1)
+#define NGX_HTTP_CREDIT_AMBIGUOUS_MP                                        \
+    "the multipart body has a boundary or a line break that parsers read "  \
+    "apart"
 
 
 typedef uint64_t  ngx_http_credit_mask_t;
@@ -60,6 +67,8 @@ static ngx_int_t ngx_http_credit_urlencoded(ngx_http_request_t *r,
 static ngx_int_t ngx_http_credit_multipart(ngx_http_request_t *r,
     ngx_http_credit_route_t *rt, ngx_http_credit_rec_t *rec, ngx_str_t *body,
     ngx_str_t *boundary);
+static u_char *ngx_http_credit_delimiter(u_char *start, u_char *p,
+    u_char *last, u_char *b, size_t len);
 static ngx_int_t ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp,
     u_char *last, ngx_str_t *attr, ngx_str_t *value);
 static ngx_int_t ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p,
@@ -860,18 +869,31 @@ ngx_http_credit_multipart(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
     p = body->data;
     last = p + body->len;
 
+    /*
+     * Parsers differ on line breaks: Werkzeug takes a bare LF or CR for
+     * CRLF, so a "--B" after one would start a part there and not here,
+     * and a field hidden in another's data would be priced by neither.
+     * Such a "--B" anywhere, and a bare LF or CR in part headers, make
+     * the body ambiguous; "--B" within a line is data to every parser.
+     */
+
     if ((size_t) (last - p) >= boundary->len + 2
         && ngx_strncmp(p, delim + 2, boundary->len + 2) == 0)
     {
         p += boundary->len + 2;
 
     } else {
-        p = ngx_http_credit_find(p, last, delim, boundary->len + 4);
-        if (p == NULL) {
+        next = ngx_http_credit_delimiter(p, p, last, delim + 2,
+                                         boundary->len + 2);
+        if (next == NULL) {
             goto truncated;
         }
 
-        p += boundary->len + 4;
+        if (next == NGX_HTTP_CREDIT_AMBIGUOUS) {
+            goto ambiguous;
+        }
+
+        p = next + boundary->len + 4;
     }
 
     for ( ;; ) {
@@ -879,6 +901,16 @@ ngx_http_credit_multipart(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
         /* after a delimiter: "--" ends the body, CRLF starts a part */
 
         if (last - p >= 2 && p[0] == '-' && p[1] == '-') {
+
+            /* nothing after the end may look like a part either */
+
+            next = ngx_http_credit_delimiter(p, p, last, delim + 2,
+                                             boundary->len + 2);
+
+            if (next != NULL) {
+                goto ambiguous;
+            }
+
             return NGX_OK;
         }
 
@@ -888,9 +920,32 @@ ngx_http_credit_multipart(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
 
         p += 2;
 
-        hend = ngx_strlcasestrn(p, last, (u_char *) "\r\n\r\n", 4 - 1);
-        if (hend == NULL) {
-            goto truncated;
+        /* the headers end at an empty line, which may be the first */
+
+        if (last - p >= 2 && p[0] == CR && p[1] == LF) {
+            hend = p - 2;
+
+        } else {
+            hend = ngx_strlcasestrn(p, last, (u_char *) "\r\n\r\n", 4 - 1);
+            if (hend == NULL) {
+                goto truncated;
+            }
+        }
+
+        for (line = p; line < hend; line++) {
+            if ((*line == LF && (line == p || line[-1] != CR))
+                || (*line == CR && line[1] != LF))
+            {
+                goto ambiguous;
+            }
+        }
+
+        if (hend > p
+            && ngx_http_credit_delimiter(p, p, hend + 2, delim + 2,
+                                         boundary->len + 2)
+               != NULL)
+        {
+            goto ambiguous;
         }
 
         ngx_str_null(&name);
@@ -930,9 +985,14 @@ ngx_http_credit_multipart(ngx_http_request_t *r, ngx_http_credit_route_t *rt,
 
         data = hend + 4;
 
-        next = ngx_http_credit_find(data, last, delim, boundary->len + 4);
+        next = ngx_http_credit_delimiter(data, data, last, delim + 2,
+                                         boundary->len + 2);
         if (next == NULL) {
             goto truncated;
+        }
+
+        if (next == NGX_HTTP_CREDIT_AMBIGUOUS) {
+            goto ambiguous;
         }
 
         if (name.len && !file) {
@@ -965,6 +1025,44 @@ truncated:
     return ngx_http_credit_body_error(r, rt, rec, NGX_HTTP_CREDIT_FROM_FORM,
                                       -1, "the multipart body is malformed "
                                       "or truncated");
+
+ambiguous:
+
+    return ngx_http_credit_body_error(r, rt, rec, NGX_HTTP_CREDIT_FROM_FORM,
+                                      -1, NGX_HTTP_CREDIT_AMBIGUOUS_MP);
+}
+
+
+/*
+ * The next delimiter, CRLF "--B", in [start, last) from p: a pointer to
+ * its CRLF, or NULL, or NGX_HTTP_CREDIT_AMBIGUOUS when a "--B" before it
+ * begins the region (after the part headers' empty line) or follows a
+ * bare LF or CR.
+ */
+
+static u_char *
+ngx_http_credit_delimiter(u_char *start, u_char *p, u_char *last, u_char *b,
+    size_t len)
+{
+    u_char  *q;
+
+    for ( ;; ) {
+        q = ngx_http_credit_find(p, last, b, len);
+
+        if (q == NULL) {
+            return NULL;
+        }
+
+        if (q - start >= 2 && q[-2] == CR && q[-1] == LF) {
+            return q - 2;
+        }
+
+        if (q == start || q[-1] == LF || q[-1] == CR) {
+            return NGX_HTTP_CREDIT_AMBIGUOUS;
+        }
+
+        p = q + 1;
+    }
 }
 
 

@@ -518,3 +518,46 @@ my $mp = join("\r\n", '--XyZ', 'Content-Disposition: form-data; name="n"',
 [qr/"total":100\b/,
  (qr/^\Q{"error":"invalid_parameter","route":"image-edit","param":"n","detail":"the multipart body has no boundary, or more than one"}\E$/) x 2,
  qr/^\d+ [0-9a-f]{32}$/, qr/^\d+ [0-9a-f]{32}$/, qr/"total":76\b/]
+
+
+
+=== TEST 19: multipart: a part hidden behind a bare line break is a 400
+Werkzeug (Flask) takes a bare LF or CR for CRLF: a part whose data holds
+"\n--XyZ\n" and a part "n" after it is one field "note" here and two
+fields, note and n=10, there; it once went through at n's default
+price. A "--XyZ" after a bare LF or CR is a 400 anywhere, and so is one
+that begins a line in part headers or after the end, or a bare LF or CR
+in part headers; within a line "--XyZ" is data to every parser.
+--- more_headers eval
+my $h = "X-API-Key: t120-19\nContent-Type: multipart/form-data; boundary=XyZ";
+["X-API-Key: t120-19", ($h) x 7, "X-API-Key: t120-19"]
+--- request eval
+my $hidden = "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\n"
+    . "a\n--XyZ\nContent-Disposition: form-data; name=\"n\"\n\n10\r\n--XyZ--";
+my $pre = "pre\n--XyZ\nContent-Disposition: form-data; name=\"n\"\n\n10\n"
+    . "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nb"
+    . "\r\n--XyZ--";
+my $hdr = "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\n"
+    . "Content-Disposition: form-data; name=\"n\"\r\n\r\n10\r\n--XyZ--";
+my $after = "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nc"
+    . "\r\n--XyZ--\r\n--XyZ\r\nContent-Disposition: form-data; name=\"n\""
+    . "\r\n\r\n10\r\n--XyZ--";
+my $inhdr = "--XyZ\r\nX-Note: a\r\n--XyZ\r\nContent-Disposition: form-data; "
+    . "name=\"n\"\r\n\r\n2\r\n--XyZ--";
+my $empty = "--XyZ\r\n\r\nno headers\r\n--XyZ\r\nContent-Disposition: "
+    . "form-data; name=\"n\"\r\n\r\n2\r\n--XyZ--";
+my $ok = "--XyZ\r\nX-Note: a --XyZ\r\nContent-Disposition: form-data; "
+    . "name=\"note\"\r\n\r\nx --XyZ y\r\n--XyZ\r\nContent-Disposition: "
+    . "form-data; name=\"n\"\r\n\r\n2\r\n--XyZ--\r\nepilogue --XyZ\n";
+["PUT /credit-admin/t120-19/plan\n100",
+ map({ "POST /v1/images/edits\n$_" } $hidden, $pre, $hdr, $after, $inhdr,
+     $empty, $ok),
+ "GET /credit-admin/t120-19"]
+--- error_code eval
+[200, 400, 400, 400, 400, 400, 200, 200, 200]
+--- response_headers eval
+["", ("!X-Credits-Cost") x 5, "X-Credits-Cost: 8", "X-Credits-Cost: 8", ""]
+--- response_body_like eval
+[qr/"total":100\b/,
+ (qr/^\Q{"error":"invalid_parameter","route":"image-edit","param":"n","detail":"the multipart body has a boundary or a line break that parsers read apart"}\E$/) x 5,
+ qr/^\d+ [0-9a-f]{32}$/, qr/^\d+ [0-9a-f]{32}$/, qr/"total":84\b/]
