@@ -31,6 +31,7 @@ typedef uint64_t  ngx_http_credit_mask_t;
 
 typedef struct {
     ngx_http_credit_mask_t       mask;        /* paths matching so far */
+    ngx_http_credit_mask_t       seen;        /* map: the keys' paths */
     ngx_int_t                    index;       /* array: current element */
     ngx_uint_t                   array;
 } ngx_http_credit_frame_t;
@@ -689,6 +690,7 @@ ngx_http_credit_json_open(ngx_http_credit_json_t *j, ngx_uint_t array)
     f->array = array;
     f->index = -1;
     f->mask = 0;
+    f->seen = 0;
 
     /* a map's mask is set per key, an array's per element */
 
@@ -739,13 +741,37 @@ ngx_http_credit_json_start_array(void *ctx)
 }
 
 
+/*
+ * A key on a wanted path given twice in one object is ambiguous even when
+ * the value is not: {"options": {"size": "s"}, "options": {}} is size s
+ * to the first and the backend's default to a parser that keeps the last.
+ */
+
 static int
 ngx_http_credit_json_map_key(void *ctx, const unsigned char *s, size_t len)
 {
-    ngx_http_credit_json_t *j = ctx;
+    ngx_uint_t                i;
+    ngx_http_credit_json_t   *j;
+    ngx_http_credit_mask_t    twice;
+    ngx_http_credit_frame_t  *f;
 
-    j->frames[j->depth].mask =
-        ngx_http_credit_json_step(j, j->frames[j->depth - 1].mask, s, len, 0);
+    j = ctx;
+    f = &j->frames[j->depth];
+
+    f->mask = ngx_http_credit_json_step(j, j->frames[j->depth - 1].mask,
+                                        s, len, 0);
+
+    twice = f->mask & f->seen;
+
+    if (twice) {
+        for (i = 0; !(twice & 1); i++, twice >>= 1) { /* void */ }
+
+        j->bad = i;
+        j->why = "is given more than once";
+        return 0;
+    }
+
+    f->seen |= f->mask;
 
     return 1;
 }

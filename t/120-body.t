@@ -561,3 +561,31 @@ my $ok = "--XyZ\r\nX-Note: a --XyZ\r\nContent-Disposition: form-data; "
 [qr/"total":100\b/,
  (qr/^\Q{"error":"invalid_parameter","route":"image-edit","param":"n","detail":"the multipart body has a boundary or a line break that parsers read apart"}\E$/) x 5,
  qr/^\d+ [0-9a-f]{32}$/, qr/^\d+ [0-9a-f]{32}$/, qr/"total":84\b/]
+
+
+
+=== TEST 20: JSON: a key on a wanted path given twice in one object is a 400
+{"options":{"hd":false},"options":{}} is hd false to a parser that keeps
+the first and the backend's default to one that keeps the last (Python,
+Go, JavaScript): it once went through as false. A key off every wanted
+path may repeat.
+--- more_headers eval
+["X-API-Key: t120-20", ("X-API-Key: t120-20\nContent-Type: application/json") x 4,
+ "X-API-Key: t120-20"]
+--- request eval
+["PUT /credit-admin/t120-20/plan\n100",
+ qq(POST /v1/batch\n{"images":[{"size":"s"}],"options":{"hd":false},"options":{}}),
+ qq(POST /v1/batch\n{"images":[{"size":"s"}],"images":[]}),
+ qq(POST /v1/batch\n{"images":[{"size":"m","size":null}]}),
+ qq(POST /v1/batch\n{"images":[{"size":"s"}],"x":{"hd":1},"x":2,"options":{"y":1,"y":2}}),
+ "GET /credit-admin/t120-20"]
+--- error_code eval
+[200, 400, 400, 400, 200, 200]
+--- response_headers eval
+["", "!X-Credits-Cost", "!X-Credits-Cost", "!X-Credits-Cost", "X-Credits-Cost: 1", ""]
+--- response_body_like eval
+[qr/"total":100\b/,
+ qr/^\Q{"error":"invalid_parameter","route":"batch","param":"hd","detail":"is given more than once"}\E$/,
+ qr/^\Q{"error":"invalid_parameter","route":"batch","param":"first","detail":"is given more than once"}\E$/,
+ qr/^\Q{"error":"invalid_parameter","route":"batch","param":"first","detail":"is given more than once"}\E$/,
+ qr/^\d+ [0-9a-f]{32}$/, qr/"total":99\b/]
