@@ -3,7 +3,8 @@
  * libFuzzer target: request parameters.  One fixed matrix with query, JSON
  * (top-level, dotted, array index) and form parameters; the input is
  * split into a content-type choice, a query string and a body, which go
- * through the module's parameter extraction and pricing (with FUZZ_OOM=1
+ * through the module's parameter extraction and pricing, and the query
+ * string's bytes through the plain-path check (with FUZZ_OOM=1
  * once more for each allocation they make, that allocation failing: the
  * answer must then be an error, NGX_ERROR).
  */
@@ -100,6 +101,12 @@ credit_fuzz_params(const uint8_t *data, size_t size)
                            sep ? size - 1 - args_len - 1 : size - 1);
 
     rc = credit_harness_price(&h, &routes[data[0] & 0x80 ? 1 : 0]);
+
+    /* the query string's bytes as a path, for the plain-path check */
+
+    h.request.unparsed_uri.data = copy;
+    h.request.unparsed_uri.len = args_len;
+    (void) ngx_http_credit_plain_path(&h.request);
 
     /*
      * A failed allocation is the server's error (500), never the
