@@ -89,7 +89,7 @@ static ngx_http_credit_mask_t ngx_http_credit_json_step(
     ngx_http_credit_json_t *j, ngx_http_credit_mask_t parent,
     const u_char *key, size_t len, ngx_int_t index);
 static int ngx_http_credit_json_value(ngx_http_credit_json_t *j,
-    const u_char *data, size_t len);
+    const u_char *data, size_t len, ngx_uint_t string);
 static int ngx_http_credit_json_open(ngx_http_credit_json_t *j,
     ngx_uint_t array);
 static ngx_http_credit_mask_t ngx_http_credit_json_here(
@@ -606,9 +606,15 @@ ngx_http_credit_json_here(ngx_http_credit_json_t *j)
 }
 
 
+/*
+ * A JSON string is no boolean: "false" is false to a typed reader and
+ * true to one that tests truthiness (JavaScript's if, Python's if), so a
+ * boolean parameter takes true, false, 0, 1 or null, never a string.
+ */
+
 static int
 ngx_http_credit_json_value(ngx_http_credit_json_t *j, const u_char *data,
-    size_t len)
+    size_t len, ngx_uint_t string)
 {
     ngx_uint_t               i;
     ngx_str_t               *v;
@@ -637,6 +643,12 @@ ngx_http_credit_json_value(ngx_http_credit_json_t *j, const u_char *data,
 
         if (data == NULL) {
             continue;               /* null: as if absent */
+        }
+
+        if (string && j->params[i]->type == NGX_HTTP_CREDIT_TYPE_BOOLEAN) {
+            j->bad = i;
+            j->why = "must be a JSON boolean (true or false), not a string";
+            return 0;
         }
 
         v->data = ngx_pnalloc(j->pool, len + 1);
@@ -701,29 +713,29 @@ ngx_http_credit_json_open(ngx_http_credit_json_t *j, ngx_uint_t array)
 static int
 ngx_http_credit_json_null(void *ctx)
 {
-    return ngx_http_credit_json_value(ctx, NULL, 0);
+    return ngx_http_credit_json_value(ctx, NULL, 0, 0);
 }
 
 
 static int
 ngx_http_credit_json_boolean(void *ctx, int value)
 {
-    return value ? ngx_http_credit_json_value(ctx, (u_char *) "true", 4)
-                 : ngx_http_credit_json_value(ctx, (u_char *) "false", 5);
+    return value ? ngx_http_credit_json_value(ctx, (u_char *) "true", 4, 0)
+                 : ngx_http_credit_json_value(ctx, (u_char *) "false", 5, 0);
 }
 
 
 static int
 ngx_http_credit_json_number(void *ctx, const char *s, size_t len)
 {
-    return ngx_http_credit_json_value(ctx, (u_char *) s, len);
+    return ngx_http_credit_json_value(ctx, (u_char *) s, len, 0);
 }
 
 
 static int
 ngx_http_credit_json_string(void *ctx, const unsigned char *s, size_t len)
 {
-    return ngx_http_credit_json_value(ctx, s, len);
+    return ngx_http_credit_json_value(ctx, s, len, 1);
 }
 
 

@@ -106,7 +106,7 @@ Content-Type: application/json
 ["PUT /credit-admin/t120-3/plan\n1000",
  "POST /v1/batch\n{\"images\":[{\"size\":\"m\"},{\"size\":\"s\"}],\"options\":{\"hd\":true}}",
  "POST /v1/batch\n{\"options\":{\"x\":[1,{\"y\":2}]},\"images\":[{\"size\":\"s\",\"size2\":\"m\"}]}",
- "POST /v1/batch\n{\"images\":[],\"options\":{\"hd\":\"true\"}}",
+ "POST /v1/batch\n{\"images\":[],\"options\":{\"hd\":true}}",
  "POST /v1/videos\n{\"duration\":8,\"options\":{\"resolution\":\"1080p\"},\"prompt\":\"waves\"}",
  "POST /v1/videos\n{\"options\":{\"resolution\":\"4k\"}}",
  "GET /credit-admin/t120-3"]
@@ -589,3 +589,30 @@ path may repeat.
  qr/^\Q{"error":"invalid_parameter","route":"batch","param":"first","detail":"is given more than once"}\E$/,
  qr/^\Q{"error":"invalid_parameter","route":"batch","param":"first","detail":"is given more than once"}\E$/,
  qr/^\d+ [0-9a-f]{32}$/, qr/"total":99\b/]
+
+
+
+=== TEST 21: JSON: a boolean parameter takes a JSON boolean, 0, 1 or null, no string
+"hd": "false" is false to a typed reader and true to a truthiness test
+(JavaScript's if, Python's if): it was priced as false; now it is a 400,
+and so is "true". 0 and 1 are false and true to both.
+--- more_headers eval
+["X-API-Key: t120-21", ("X-API-Key: t120-21\nContent-Type: application/json") x 5,
+ "X-API-Key: t120-21"]
+--- request eval
+["PUT /credit-admin/t120-21/plan\n100",
+ qq(POST /v1/batch\n{"images":[{"size":"s"}],"options":{"hd":"false"}}),
+ qq(POST /v1/batch\n{"images":[{"size":"s"}],"options":{"hd":"true"}}),
+ qq(POST /v1/batch\n{"images":[{"size":"s"}],"options":{"hd":1}}),
+ qq(POST /v1/batch\n{"images":[{"size":"s"}],"options":{"hd":0}}),
+ qq(POST /v1/batch\n{"images":[{"size":"s"}],"options":{"hd":null}}),
+ "GET /credit-admin/t120-21"]
+--- error_code eval
+[200, 400, 400, 200, 200, 200, 200]
+--- response_headers eval
+["", "!X-Credits-Cost", "!X-Credits-Cost", "X-Credits-Cost: 11",
+ "X-Credits-Cost: 1", "X-Credits-Cost: 1", ""]
+--- response_body_like eval
+[qr/"total":100\b/,
+ (qr/^\Q{"error":"invalid_parameter","route":"batch","param":"hd","detail":"must be a JSON boolean (true or false), not a string"}\E$/) x 2,
+ (qr/^\d+ [0-9a-f]{32}$/) x 3, qr/"total":87\b/]
