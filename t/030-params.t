@@ -535,3 +535,28 @@ X-API-Key: t030-20
  qq({"error":"invalid_parameter","route":"image-generation","param":"n","detail":"must be an integer"}\n),
  "ok POST /v1/images/generations\n",
  qq({"account":"t030-20","plan":90,"pack":0,"total":90}\n)]
+
+
+
+=== TEST 21: a case-insensitive regex route, for a backend that routes so
+--- user_files
+>>> credits.yaml
+version: 1
+unmatched: free
+routes:
+  - name: reels
+    match: { regex: '(?i)^/v1/reels/(?<seconds>[0-9]+)s$' }
+    params:
+      seconds: { from: path, type: integer }
+    cost: { base: 10, times: [seconds] }
+--- more_headers
+X-API-Key: t030-21
+--- request eval
+["PUT /credit-admin/t030-21/plan\n100", "POST /v1/REELS/3S", "POST /v1/reels/2s",
+ "GET /credit-admin/t030-21"]
+--- response_headers eval
+["", "X-Credits-Cost: 30", "X-Credits-Cost: 20", ""]
+--- response_body eval
+[qq({"account":"t030-21","plan":100,"pack":0,"total":100}\n),
+ "ok POST /v1/REELS/3S\n", "ok POST /v1/reels/2s\n",
+ qq({"account":"t030-21","plan":50,"pack":0,"total":50}\n)]
