@@ -1106,10 +1106,11 @@ ngx_http_credit_delimiter(u_char *start, u_char *p, u_char *last, u_char *b,
 
 /*
  * The next parameter of a header's value, "; attr=value", the value a
- * token or a quoted string with quoted pairs, as RFC 9110 writes them and
- * backends' parsers read them; *pp is where to look for the ";" (the
- * type before the first one is passed over) and is moved past the value.
- * NGX_DONE: no more; NGX_DECLINED: a quoted string without its end.
+ * token or a quoted string, as RFC 9110 writes them and backends' parsers
+ * read them; *pp is where to look for the ";" (the type before the first
+ * one is passed over) and is moved past the value.  NGX_DONE: no more;
+ * NGX_DECLINED: a quoted string without its end, or with a quoted pair
+ * that parsers read apart.
  */
 
 static ngx_int_t
@@ -1170,7 +1171,16 @@ ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp, u_char *last,
                 break;
             }
 
-            if (*p == '\\' && p + 1 < last) {
+            /*
+             * a quoted pair other than \" and \\ is read apart: Go takes
+             * "\n" for "n", Werkzeug keeps the backslash
+             */
+
+            if (*p == '\\') {
+                if (p + 1 == last || (p[1] != '"' && p[1] != '\\')) {
+                    return NGX_DECLINED;
+                }
+
                 p++;
             }
 
@@ -1191,8 +1201,8 @@ ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp, u_char *last,
 
 
 /*
- * A part's Content-Disposition parameters: name="n", name=n, name="\n"
- * and name*=UTF-8''%6E (RFC 5987) all name n; a filename or filename*
+ * A part's Content-Disposition parameters: name="n", name=n and
+ * name*=UTF-8''%6E (RFC 5987) all name n; a filename or filename*
  * makes the part a file.  NGX_DECLINED: a quoted value without its end,
  * or a name given twice in any of those forms (which one would the
  * backend take?).
