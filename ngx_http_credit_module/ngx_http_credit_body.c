@@ -70,6 +70,7 @@ static ngx_int_t ngx_http_credit_multipart(ngx_http_request_t *r,
     ngx_str_t *boundary);
 static u_char *ngx_http_credit_delimiter(u_char *start, u_char *p,
     u_char *last, u_char *b, size_t len);
+static u_char *ngx_http_credit_skip_space(u_char *p, u_char *last);
 static ngx_int_t ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp,
     u_char *last, ngx_str_t *attr, ngx_str_t *value);
 static ngx_int_t ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p,
@@ -776,7 +777,9 @@ ngx_http_credit_json_map_key(void *ctx, const unsigned char *s, size_t len)
     twice = f->mask & f->seen;
 
     if (twice) {
-        for (i = 0; !(twice & 1); i++, twice >>= 1) { /* void */ }
+        for (i = 0; !(twice & 1); i++) {
+            twice >>= 1;
+        }
 
         j->bad = i;
         j->why = "is given more than once";
@@ -1104,6 +1107,17 @@ ngx_http_credit_delimiter(u_char *start, u_char *p, u_char *last, u_char *b,
 }
 
 
+static u_char *
+ngx_http_credit_skip_space(u_char *p, u_char *last)
+{
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    return p;
+}
+
+
 /*
  * The next parameter of a header's value, "; attr=value", the value a
  * token or a quoted string, as RFC 9110 writes them and backends' parsers
@@ -1128,7 +1142,7 @@ ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp, u_char *last,
             return NGX_DONE;
         }
 
-        for (p++; p < last && (*p == ' ' || *p == '\t'); p++) { /* void */ }
+        p = ngx_http_credit_skip_space(p + 1, last);
 
         attr->data = p;
 
@@ -1139,9 +1153,7 @@ ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp, u_char *last,
 
         attr->len = p - attr->data;
 
-        for ( /* void */ ; p < last && (*p == ' ' || *p == '\t'); p++) {
-            /* void */
-        }
+        p = ngx_http_credit_skip_space(p, last);
 
         if (p < last && *p == '=') {
             break;
@@ -1150,7 +1162,7 @@ ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp, u_char *last,
         /* a parameter without a value */
     }
 
-    for (p++; p < last && (*p == ' ' || *p == '\t'); p++) { /* void */ }
+    p = ngx_http_credit_skip_space(p + 1, last);
 
     d = ngx_pnalloc(pool, last - p + 1);
     if (d == NULL) {
