@@ -44,11 +44,12 @@ ngx_http_credit_plain_path(ngx_http_request_t *r)
     ngx_uint_t  len, dots;
 
     p = r->unparsed_uri.data;
-    last = p + r->unparsed_uri.len;
 
     if (p == NULL) {
         return 1;
     }
+
+    last = p + r->unparsed_uri.len;
 
     /* the segment being read: its length and how many of it are dots */
 
