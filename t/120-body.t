@@ -620,3 +620,27 @@ and so is "true". 0 and 1 are false and true to both.
 [qr/"total":100\b/,
  (qr/^\Q{"error":"invalid_parameter","route":"batch","param":"hd","detail":"must be a JSON boolean (true or false), not a string"}\E$/) x 2,
  (qr/^\d+ [0-9a-f]{32}$/) x 3, qr/"total":87\b/]
+
+
+
+=== TEST 22: multipart: a preamble before the first delimiter; RFC 5987 names need their charset
+A preamble is no part (RFC 2046). name*=n, without the charset and
+language, is read apart (Werkzeug takes it as "n", others as nothing):
+a 400. A "%" in an RFC 5987 name that starts no pair stays itself.
+--- more_headers eval
+my $h = "X-API-Key: t120-22\nContent-Type: multipart/form-data; boundary=XyZ";
+["X-API-Key: t120-22", ($h) x 3, "X-API-Key: t120-22"]
+--- request eval
+["PUT /credit-admin/t120-22/plan\n100",
+ "POST /v1/images/edits\nthe preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n2\r\n--XyZ--",
+ "POST /v1/images/edits\n--XyZ\r\nContent-Disposition: form-data; name*=n\r\n\r\n2\r\n--XyZ--",
+ "POST /v1/images/edits\n--XyZ\r\nContent-Disposition: form-data; name*=UTF-8''%zz\r\n\r\n2\r\n--XyZ\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n3\r\n--XyZ--",
+ "GET /credit-admin/t120-22"]
+--- error_code eval
+[200, 200, 400, 200, 200]
+--- response_headers eval
+["", "X-Credits-Cost: 8", "!X-Credits-Cost", "X-Credits-Cost: 12", ""]
+--- response_body_like eval
+[qr/"total":100\b/, qr/^\d+ [0-9a-f]{32}$/,
+ qr/^\Q{"error":"invalid_parameter","route":"image-edit","param":"n","detail":"a multipart part's Content-Disposition is malformed or ambiguous"}\E$/,
+ qr/^\d+ [0-9a-f]{32}$/, qr/"total":80\b/]
