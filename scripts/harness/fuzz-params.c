@@ -46,6 +46,8 @@ static const char  *types[] = {
     "multipart/form-data; boundary=XyZ",
     "multipart/form-data; boundary=\"a b\"",
     "text/plain",
+    "multipart/form-data; x=\"boundary=A\"; boundary=XyZ",
+    "multipart/form-data; boundary=A; boundary=XyZ",
     NULL
 };
 
@@ -86,7 +88,9 @@ credit_fuzz_params(const uint8_t *data, size_t size)
         return;
     }
 
-    t = data[0] % 6;
+    /* the first byte: the content type (modulo 7), the route (0x80) */
+
+    t = data[0] % (sizeof(types) / sizeof(types[0]) - 1);
 
     /* a copy, so that reading past the input is caught by ASan */
 
