@@ -1,6 +1,6 @@
 # The module against a real backend parser: Werkzeug (Flask's, from
 # Debian's python3-werkzeug) behind nginx prices what it parsed by the
-# same table as the matrix (t/helpers/parity_backend.py).  Hundreds of
+# same table as the matrix (t/helpers/parity_backend.py).  1,200
 # tricky requests (encoded names, repeated fields, odd numbers, header
 # spellings, multipart name forms and line breaks, JSON duplicates and
 # string booleans, odd paths), made at random from a fixed seed: every
