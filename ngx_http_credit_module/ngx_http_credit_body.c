@@ -1213,35 +1213,41 @@ ngx_http_credit_header_param(ngx_pool_t *pool, u_char **pp, u_char *last,
 
 
 /*
- * A part's Content-Disposition parameters: name="n", name=n and
- * name*=UTF-8''%6E (RFC 5987) all name n; a filename or filename*
- * makes the part a file.  NGX_DECLINED: a quoted value without its end,
- * or a name given twice in any of those forms (which one would the
- * backend take?).
+ * A part's Content-Disposition parameters: name="n" and name=n name n;
+ * a filename makes the part a file.  NGX_DECLINED when parsers read the
+ * part apart: a quoted value without its end, a name given twice (which
+ * one would the backend take?), or RFC 5987's name* and a filename*
+ * without a filename, which Werkzeug and Go decode and Python's cgi
+ * passes over (a field with another name, or no file).
  */
 
 static ngx_int_t
 ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
     ngx_str_t *name, ngx_uint_t *file)
 {
-    u_char      *d, *q, *end;
-    ngx_int_t    rc, hi, lo;
+    ngx_int_t    rc;
     ngx_str_t    attr, value;
-    ngx_uint_t   ext, named;
+    ngx_uint_t   named, ext_file;
 
     named = 0;
+    ext_file = 0;
 
     for ( ;; ) {
         rc = ngx_http_credit_header_param(pool, &p, last, &attr, &value);
 
-        if (rc != NGX_OK) {
-            return (rc == NGX_DONE) ? NGX_OK : rc;
+        if (rc == NGX_DONE) {
+            break;
         }
 
-        ext = (attr.len && attr.data[attr.len - 1] == '*');
+        if (rc != NGX_OK) {
+            return rc;
+        }
 
-        if (ext) {
-            attr.len--;
+        if (attr.len == 9
+            && ngx_strncasecmp(attr.data, (u_char *) "filename*", 9) == 0)
+        {
+            ext_file = 1;
+            continue;
         }
 
         if (attr.len == 8
@@ -1249,6 +1255,12 @@ ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
         {
             *file = 1;
             continue;
+        }
+
+        if (attr.len == 5
+            && ngx_strncasecmp(attr.data, (u_char *) "name*", 5) == 0)
+        {
+            return NGX_DECLINED;
         }
 
         if (attr.len != 4
@@ -1262,42 +1274,10 @@ ngx_http_credit_disposition(ngx_pool_t *pool, u_char *p, u_char *last,
         }
 
         named = 1;
-
-        if (ext) {
-
-            /* charset'language'percent-encoded bytes */
-
-            end = value.data + value.len;
-
-            q = ngx_strlchr(value.data, end, '\'');
-            q = q ? ngx_strlchr(q + 1, end, '\'') : NULL;
-
-            if (q == NULL) {
-                return NGX_DECLINED;
-            }
-
-            d = value.data;
-
-            for (q++; q < end; q++) {
-                if (*q == '%' && end - q > 2) {
-                    hi = ngx_hextoi(q + 1, 1);
-                    lo = ngx_hextoi(q + 2, 1);
-
-                    if (hi != NGX_ERROR && lo != NGX_ERROR) {
-                        *d++ = (u_char) (hi * 16 + lo);
-                        q += 2;
-                        continue;
-                    }
-                }
-
-                *d++ = *q;
-            }
-
-            value.len = d - value.data;
-        }
-
         *name = value;
     }
+
+    return (ext_file && !*file) ? NGX_DECLINED : NGX_OK;
 }
 
 

@@ -6,20 +6,21 @@
 # string booleans, odd paths), made at random from a fixed seed: every
 # request nginx lets through is charged exactly what the backend would do
 # for it, or the backend refuses it itself; the balance ends at the sum
-# of the charges.  PARITY_REQUESTS (1200) and PARITY_SEED (220) run
-# more of them, or others.
+# of the charges.  Then the same with Python's cgi.FieldStorage parsing
+# the forms, a parser that reads multipart otherwise.  PARITY_REQUESTS
+# (1200) and PARITY_SEED (220) run more of them, or others.
 
 use lib 't/helpers';
 use Test::Nginx::Socket 'no_plan';
 use CreditTest;
 
-our $BackendPort = 19990;
+our $Account;                   # who the requests of parity() charge
 
 # one request as bytes, headers in order (a name may repeat)
 sub raw_request {
     my ($method, $uri, $headers, $body) = @_;
     my $req = "$method $uri HTTP/1.0\r\nHost: localhost\r\n"
-              . "X-API-Key: t220\r\n";
+              . "X-API-Key: $Account\r\n";
     $req .= "$_->[0]: $_->[1]\r\n" for @$headers;
     $req .= "Content-Length: " . length($body) . "\r\n" if length $body;
     return "$req\r\n$body";
@@ -190,13 +191,53 @@ sub parity {
     return ($charged, \%seen);
 }
 
+# the backend with PARSER on PORT, then COUNT requests through nginx
+sub run_parity {
+    my ($parser, $port, $count) = @_;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec '/usr/bin/python3',
+             "$ENV{TEST_NGINX_PROJECT_DIR}/t/helpers/parity_backend.py",
+             $port, $parser;
+        POSIX::_exit(1);
+    }
+    push @CreditTest::Servers, $pid;
+    for (1 .. 100) {
+        last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port");
+        select(undef, undef, undef, 0.1);
+    }
+    my $account = "t220-$parser";
+    CreditTest::request('PUT', "/credit-admin/$account/plan", {}, '1000000');
+    local $Account = $account;
+    my ($charged, $seen) = parity($count);
+    my ($through, $refused) = (0, 0);
+    for (qw(query header form multipart json path)) {
+        $through += $seen->{"$_ 200"} // 0;
+        $refused += $seen->{"$_ 400"} // 0;
+    }
+    Test::More::cmp_ok($through, '>=', $count / 3,
+                       "$parser: many requests went through ($through)");
+    Test::More::cmp_ok($refused, '>=', $count / 12,
+                       "$parser: many were refused ($refused)");
+    my $left = 1000000 - $charged;
+    my ($st, $h, $body) = CreditTest::request('GET',
+                                              "/credit-admin/$account");
+    Test::More::is($body, qq({"account":"$account","plan":$left,"pack":0,)
+                          . qq("total":$left}\n),
+                   "$parser: the balance is down by the sum of the "
+                   . "charges ($charged)");
+}
+
 no_shuffle();
 add_block_preprocessor(\&CreditTest::defaults);
 run_tests();
 
 __DATA__
 
-=== TEST 1: 1200 tricky requests: charged what the backend does, or refused
+=== TEST 1: Werkzeug (Flask's parser): 1200 tricky requests charged what the backend does, or refused
 --- user_files
 >>> credits.yaml
 version: 1
@@ -235,39 +276,67 @@ routes:
 location /p/ {
     credit on;
     credit_account \$http_x_api_key;
-    proxy_pass http://127.0.0.1:$::BackendPort;
+    proxy_pass http://127.0.0.1:19990;
 }
 location /credit-admin/ { credit_admin; }"
 --- init
-my $pid = fork;
-die "fork: $!" unless defined $pid;
-if ($pid == 0) {
-    open STDOUT, '>', '/dev/null';
-    open STDERR, '>', '/dev/null';
-    exec '/usr/bin/python3',
-         "$ENV{TEST_NGINX_PROJECT_DIR}/t/helpers/parity_backend.py",
-         $::BackendPort;
-    POSIX::_exit(1);
-}
-push @CreditTest::Servers, $pid;
-for (1 .. 100) {
-    last if IO::Socket::INET->new(PeerAddr => "127.0.0.1:$::BackendPort");
-    select(undef, undef, undef, 0.1);
-}
-CreditTest::request('PUT', '/credit-admin/t220/plan', {}, '1000000');
-my ($charged, $seen) = main::parity($ENV{PARITY_REQUESTS} // 1200);
-my $through = 0;
-$through += $seen->{"$_ 200"} // 0 for qw(query header form multipart json path);
-Test::More::cmp_ok($through, ">=", 400, "many requests went through ($through)");
-my $refused = 0;
-$refused += $seen->{"$_ 400"} // 0 for qw(query header form multipart json path);
-Test::More::cmp_ok($refused, ">=", 100, "many were refused ($refused)");
-my $left = 1000000 - $charged;
-my ($st, $h, $body) = CreditTest::request('GET', '/credit-admin/t220');
-Test::More::is($body, qq({"account":"t220","plan":$left,"pack":0,"total":$left}\n),
-               "the balance is down by the sum of the charges ($charged)");
+main::run_parity('werkzeug', 19990, $ENV{PARITY_REQUESTS} // 1200);
 --- more_headers
-X-API-Key: t220
+X-API-Key: t220-werkzeug
+--- request
+POST /p/r/4s
+--- response_headers
+X-Credits-Cost: 40
+X-Backend-Cost: 40
+
+
+
+=== TEST 2: Python's cgi.FieldStorage for forms: the same
+--- user_files
+>>> credits.yaml
+version: 1
+routes:
+  - name: q
+    match: { path: /p/q }
+    params:
+      n:    { from: query, type: integer, default: 1, min: 0, max: 50 }
+      size: { from: query, default: s, values: [s, m, l] }
+    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n] }
+  - name: h
+    match: { path: /p/h }
+    params:
+      quality: { from: header, key: X-Quality, default: standard, values: [standard, hd] }
+    cost: { by: quality, table: { standard: 1, hd: 5 } }
+  - name: f
+    match: { path: /p/f }
+    params:
+      n:    { from: form, type: integer, default: 1, min: 0, max: 50 }
+      size: { from: form, default: s, values: [s, m, l] }
+    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n] }
+  - name: j
+    match: { path: /p/j }
+    params:
+      n:    { from: json, type: integer, default: 1, min: 0, max: 50 }
+      size: { from: json, key: options.size, default: s, values: [s, m, l] }
+      hd:   { from: json, key: options.hd, type: boolean, default: false }
+    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n], add: { hd: 7 } }
+  - name: r
+    match: { regex: '^/p/r/(?<sec>[0-9]+)s$' }
+    params:
+      sec: { from: path, type: integer }
+    cost: { base: 10, times: [sec] }
+--- config eval
+"underscores_in_headers on;
+location /p/ {
+    credit on;
+    credit_account \$http_x_api_key;
+    proxy_pass http://127.0.0.1:19991;
+}
+location /credit-admin/ { credit_admin; }"
+--- init
+main::run_parity('cgi', 19991, $ENV{PARITY_REQUESTS} // 1200);
+--- more_headers
+X-API-Key: t220-cgi
 --- request
 POST /p/r/4s
 --- response_headers

@@ -9,11 +9,20 @@ does.  It answers X-Backend-Cost: the price of the work it would do, by
 the same table as the matrix of t/220, or "refused" when it would refuse
 the request itself (no work done).
 
-    python3 parity_backend.py PORT
+    python3 parity_backend.py PORT [cgi]
+
+With "cgi", form bodies are parsed by Python's own cgi.FieldStorage
+instead (line-based multipart through the email package, as older
+Python backends did): another parser to read requests apart.
 """
 
 import re
 import sys
+import warnings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import cgi
 
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -62,6 +71,16 @@ def price(req):
         return QUALITY[q]
 
     if path == "/p/f":
+        if PARSER == "cgi":
+            env = dict(req.environ)
+            env["QUERY_STRING"] = ""
+            fs = cgi.FieldStorage(fp=req.stream, environ=env,
+                                  keep_blank_values=True)
+            fields = {}
+            for item in (fs.list or []):
+                if item.filename is None and item.name not in fields:
+                    fields[item.name] = item.value
+            return size(fields.get("size")) * integer(fields.get("n"), 1)
         form = req.form
         return size(form.get("size")) * integer(form.get("n"), 1)
 
@@ -92,6 +111,8 @@ def app(req):
         cost = "refused (%s)" % e
     return Response("ok\n", headers={"X-Backend-Cost": cost})
 
+
+PARSER = sys.argv[2] if len(sys.argv) > 2 else "werkzeug"
 
 if __name__ == "__main__":
     server = make_server("127.0.0.1", int(sys.argv[1]), app, threaded=True)
