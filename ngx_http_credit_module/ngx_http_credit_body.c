@@ -634,13 +634,9 @@ ngx_http_credit_json_value(ngx_http_credit_json_t *j, const u_char *data,
             continue;
         }
 
-        v = &j->values[j->slots[i]];
+        /* a second value on this path needs its key twice: map_key */
 
-        if (v->data) {
-            j->bad = i;
-            j->why = "is given more than once";
-            return 0;
-        }
+        v = &j->values[j->slots[i]];
 
         if (data == NULL) {
             continue;               /* null: as if absent */

@@ -191,6 +191,52 @@ sub parity {
     return ($charged, \%seen);
 }
 
+our $Matrix = <<'_EOM_';
+version: 1
+routes:
+  - name: q
+    match: { path: /p/q }
+    params:
+      n:    { from: query, type: integer, default: 1, min: 0, max: 50 }
+      size: { from: query, default: s, values: [s, m, l] }
+    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n] }
+  - name: h
+    match: { path: /p/h }
+    params:
+      quality: { from: header, key: X-Quality, default: standard, values: [standard, hd] }
+    cost: { by: quality, table: { standard: 1, hd: 5 } }
+  - name: f
+    match: { path: /p/f }
+    params:
+      n:    { from: form, type: integer, default: 1, min: 0, max: 50 }
+      size: { from: form, default: s, values: [s, m, l] }
+    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n] }
+  - name: j
+    match: { path: /p/j }
+    params:
+      n:    { from: json, type: integer, default: 1, min: 0, max: 50 }
+      size: { from: json, key: options.size, default: s, values: [s, m, l] }
+      hd:   { from: json, key: options.hd, type: boolean, default: false }
+    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n], add: { hd: 7 } }
+  - name: r
+    match: { regex: '^/p/r/(?<sec>[0-9]+)s$' }
+    params:
+      sec: { from: path, type: integer }
+    cost: { base: 10, times: [sec] }
+_EOM_
+
+# the metered location in front of the backend on PORT, and the admin API
+sub parity_config {
+    my ($port) = @_;
+    return "underscores_in_headers on;
+location /p/ {
+    credit on;
+    credit_account \$http_x_api_key;
+    proxy_pass http://127.0.0.1:$port;
+}
+location /credit-admin/ { credit_admin; }";
+}
+
 # the backend with PARSER on PORT, then COUNT requests through nginx
 sub run_parity {
     my ($parser, $port, $count) = @_;
@@ -238,47 +284,10 @@ run_tests();
 __DATA__
 
 === TEST 1: Werkzeug (Flask's parser): 1200 tricky requests charged what the backend does, or refused
---- user_files
->>> credits.yaml
-version: 1
-routes:
-  - name: q
-    match: { path: /p/q }
-    params:
-      n:    { from: query, type: integer, default: 1, min: 0, max: 50 }
-      size: { from: query, default: s, values: [s, m, l] }
-    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n] }
-  - name: h
-    match: { path: /p/h }
-    params:
-      quality: { from: header, key: X-Quality, default: standard, values: [standard, hd] }
-    cost: { by: quality, table: { standard: 1, hd: 5 } }
-  - name: f
-    match: { path: /p/f }
-    params:
-      n:    { from: form, type: integer, default: 1, min: 0, max: 50 }
-      size: { from: form, default: s, values: [s, m, l] }
-    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n] }
-  - name: j
-    match: { path: /p/j }
-    params:
-      n:    { from: json, type: integer, default: 1, min: 0, max: 50 }
-      size: { from: json, key: options.size, default: s, values: [s, m, l] }
-      hd:   { from: json, key: options.hd, type: boolean, default: false }
-    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n], add: { hd: 7 } }
-  - name: r
-    match: { regex: '^/p/r/(?<sec>[0-9]+)s$' }
-    params:
-      sec: { from: path, type: integer }
-    cost: { base: 10, times: [sec] }
+--- user_files eval
+">>> credits.yaml\n$::Matrix"
 --- config eval
-"underscores_in_headers on;
-location /p/ {
-    credit on;
-    credit_account \$http_x_api_key;
-    proxy_pass http://127.0.0.1:19990;
-}
-location /credit-admin/ { credit_admin; }"
+main::parity_config(19990)
 --- init
 main::run_parity('werkzeug', 19990, $ENV{PARITY_REQUESTS} // 1200);
 --- more_headers
@@ -292,47 +301,10 @@ X-Backend-Cost: 40
 
 
 === TEST 2: Python's cgi.FieldStorage for forms: the same
---- user_files
->>> credits.yaml
-version: 1
-routes:
-  - name: q
-    match: { path: /p/q }
-    params:
-      n:    { from: query, type: integer, default: 1, min: 0, max: 50 }
-      size: { from: query, default: s, values: [s, m, l] }
-    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n] }
-  - name: h
-    match: { path: /p/h }
-    params:
-      quality: { from: header, key: X-Quality, default: standard, values: [standard, hd] }
-    cost: { by: quality, table: { standard: 1, hd: 5 } }
-  - name: f
-    match: { path: /p/f }
-    params:
-      n:    { from: form, type: integer, default: 1, min: 0, max: 50 }
-      size: { from: form, default: s, values: [s, m, l] }
-    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n] }
-  - name: j
-    match: { path: /p/j }
-    params:
-      n:    { from: json, type: integer, default: 1, min: 0, max: 50 }
-      size: { from: json, key: options.size, default: s, values: [s, m, l] }
-      hd:   { from: json, key: options.hd, type: boolean, default: false }
-    cost: { by: size, table: { s: 1, m: 2, l: 4 }, times: [n], add: { hd: 7 } }
-  - name: r
-    match: { regex: '^/p/r/(?<sec>[0-9]+)s$' }
-    params:
-      sec: { from: path, type: integer }
-    cost: { base: 10, times: [sec] }
+--- user_files eval
+">>> credits.yaml\n$::Matrix"
 --- config eval
-"underscores_in_headers on;
-location /p/ {
-    credit on;
-    credit_account \$http_x_api_key;
-    proxy_pass http://127.0.0.1:19991;
-}
-location /credit-admin/ { credit_admin; }"
+main::parity_config(19991)
 --- init
 main::run_parity('cgi', 19991, $ENV{PARITY_REQUESTS} // 1200);
 --- more_headers
