@@ -12,6 +12,7 @@
 static ngx_int_t ngx_http_credit_read_param(ngx_http_request_t *r,
     ngx_http_credit_param_t *p, ngx_str_t *body, int *captures,
     ngx_str_t *raw, ngx_str_t *detail);
+static ngx_int_t ngx_http_credit_percent(u_char *p, u_char *last);
 static ngx_uint_t ngx_http_credit_arg_is(u_char *p, u_char *last,
     ngx_str_t *key);
 static ngx_uint_t ngx_http_credit_header_is(ngx_str_t *name, ngx_str_t *key);
@@ -40,7 +41,7 @@ ngx_uint_t
 ngx_http_credit_plain_path(ngx_http_request_t *r)
 {
     u_char      c, *p, *last;
-    ngx_int_t   hi, lo;
+    ngx_int_t   n;
     ngx_uint_t  len, dots;
 
     p = r->unparsed_uri.data;
@@ -58,18 +59,14 @@ ngx_http_credit_plain_path(ngx_http_request_t *r)
 
     for ( /* void */ ; p < last && *p != '?'; p++) {
         c = *p;
+        n = ngx_http_credit_percent(p, last);
 
-        if (c == '%' && last - p > 2) {
-            hi = ngx_hextoi(p + 1, 1);
-            lo = ngx_hextoi(p + 2, 1);
+        if (n != NGX_ERROR) {
+            c = (u_char) n;
+            p += 2;
 
-            if (hi != NGX_ERROR && lo != NGX_ERROR) {
-                c = (u_char) (hi * 16 + lo);
-                p += 2;
-
-                if (c == '/' || c == '\\') {
-                    return 0;
-                }
+            if (c == '/' || c == '\\') {
+                return 0;
             }
 
         } else if (c == '/') {
@@ -484,11 +481,27 @@ ngx_http_credit_read_param(ngx_http_request_t *r, ngx_http_credit_param_t *p,
 }
 
 
-/*
- * The unescaped value of argument "key" in "a=1&b=2" (a query string or
- * an urlencoded body); "+" is a space.  NGX_DONE: absent; NGX_DECLINED:
- * given more than once.
- */
+/* the byte a "%XX" at p stands for, or NGX_ERROR where p starts none */
+
+static ngx_int_t
+ngx_http_credit_percent(u_char *p, u_char *last)
+{
+    ngx_int_t  hi, lo;
+
+    if (*p != '%' || last - p < 3) {
+        return NGX_ERROR;
+    }
+
+    hi = ngx_hextoi(p + 1, 1);
+    lo = ngx_hextoi(p + 2, 1);
+
+    if (hi == NGX_ERROR || lo == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return hi * 16 + lo;
+}
+
 
 /*
  * Whether a name in a query string or a form is the key, read as the
@@ -500,7 +513,7 @@ static ngx_uint_t
 ngx_http_credit_arg_is(u_char *p, u_char *last, ngx_str_t *key)
 {
     u_char      c, *k, *end;
-    ngx_int_t   hi, lo;
+    ngx_int_t   n;
 
     k = key->data;
     end = k + key->len;
@@ -514,19 +527,15 @@ ngx_http_credit_arg_is(u_char *p, u_char *last, ngx_str_t *key)
     }
 
     while (p < last) {
-        c = *p++;
+        n = ngx_http_credit_percent(p, last);
 
-        if (c == '+') {
-            c = ' ';
+        if (n != NGX_ERROR) {
+            c = (u_char) n;
+            p += 3;
 
-        } else if (c == '%' && last - p >= 2) {
-            hi = ngx_hextoi(p, 1);
-            lo = ngx_hextoi(p + 1, 1);
-
-            if (hi != NGX_ERROR && lo != NGX_ERROR) {
-                c = (u_char) (hi * 16 + lo);
-                p += 2;
-            }
+        } else {
+            c = (*p == '+') ? ' ' : *p;
+            p++;
         }
 
         if (k == end || *k++ != c) {
@@ -538,12 +547,18 @@ ngx_http_credit_arg_is(u_char *p, u_char *last, ngx_str_t *key)
 }
 
 
+/*
+ * The unescaped value of argument "key" in "a=1&b=2" (a query string or
+ * an urlencoded body); "+" is a space.  NGX_DONE: absent; NGX_DECLINED:
+ * given more than once.
+ */
+
 ngx_int_t
 ngx_http_credit_arg(ngx_pool_t *pool, ngx_str_t *args, ngx_str_t *key,
     ngx_str_t *raw)
 {
     u_char     *p, *last, *name, *eq, *end, *dst, *src;
-    ngx_int_t   hi, lo;
+    ngx_int_t   n;
     ngx_str_t   found;
 
     if (args->len == 0) {
@@ -600,15 +615,12 @@ ngx_http_credit_arg(ngx_pool_t *pool, ngx_str_t *args, ngx_str_t *key,
             continue;
         }
 
-        if (*src == '%' && last - src > 2) {
-            hi = ngx_hextoi(src + 1, 1);
-            lo = ngx_hextoi(src + 2, 1);
+        n = ngx_http_credit_percent(src, last);
 
-            if (hi != NGX_ERROR && lo != NGX_ERROR) {
-                *dst++ = (u_char) (hi * 16 + lo);
-                src += 2;
-                continue;
-            }
+        if (n != NGX_ERROR) {
+            *dst++ = (u_char) n;
+            src += 2;
+            continue;
         }
 
         *dst++ = *src;
